@@ -1,0 +1,14 @@
+//! The domain of tiercache: what a cache key is, which scope it lives in, what is
+//! known about a stored entry, and the policies that decide its lifetime.
+//!
+//! Nothing here performs I/O, so every rule can be tested (and trusted) on its own.
+
+pub mod entry;
+pub mod hash;
+pub mod key;
+pub mod policy;
+
+pub use entry::{EntryMeta, Headers, PutOptions};
+pub use hash::{ContentHash, ContentHasher};
+pub use key::{CacheKey, KeyError, Kind, Name, Scope};
+pub use policy::{L1Policy, L2Policy};

@@ -1,0 +1,93 @@
+//! The lifetime and size policies of the local tiers.
+
+use std::time::Duration;
+
+/// One MiB.
+pub const MIB: u64 = 1024 * 1024;
+/// One day.
+pub const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// How the in-memory tier spends its byte budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L1Policy {
+    /// Total bytes of bodies (plus per-entry overhead) held in memory.
+    pub budget_bytes: u64,
+    /// Bodies larger than this skip memory and are served from disk.
+    pub max_entry_bytes: u64,
+    /// How long an entry stays in memory after it was put there.
+    pub ttl: Duration,
+}
+
+impl Default for L1Policy {
+    fn default() -> Self {
+        L1Policy {
+            budget_bytes: 256 * MIB,
+            max_entry_bytes: 4 * MIB,
+            ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// How the disk tier spends its byte budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L2Policy {
+    /// Bytes of blobs kept on disk before least-recently-used entries are evicted.
+    pub budget_bytes: u64,
+    /// Eviction frees space down to this fraction of the budget (in percent), so it runs in bursts.
+    pub low_watermark_percent: u8,
+    /// How long an entry is served after it was written to disk.
+    pub ttl: Duration,
+}
+
+impl Default for L2Policy {
+    fn default() -> Self {
+        L2Policy {
+            budget_bytes: 50_000_000_000,
+            low_watermark_percent: 90,
+            ttl: 7 * DAY,
+        }
+    }
+}
+
+impl L2Policy {
+    /// The usage eviction stops at.
+    pub fn low_watermark_bytes(&self) -> u64 {
+        self.budget_bytes / 100 * u64::from(self.low_watermark_percent.min(100))
+    }
+
+    /// The budget lowered, if need be, to what the disk can hold: `used` bytes are ours
+    /// already and `available` more are free; a tenth of the free space is left to others.
+    pub fn fit_to_disk(&self, used: u64, available: u64) -> u64 {
+        self.budget_bytes
+            .min(used.saturating_add(available - available / 10))
+    }
+}
+
+/// Whether an entry stored at `stored_ms` with a tier `ttl` has expired at `now_ms`.
+pub fn tier_expired(stored_ms: u64, ttl: Duration, now_ms: u64) -> bool {
+    let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    now_ms >= stored_ms.saturating_add(ttl_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_fits_disk() {
+        let p = L2Policy {
+            budget_bytes: 1000,
+            ..Default::default()
+        };
+        assert_eq!(p.fit_to_disk(0, 10_000), 1000);
+        assert_eq!(p.fit_to_disk(100, 500), 550);
+        assert_eq!(p.low_watermark_bytes(), 900);
+    }
+
+    #[test]
+    fn tier_ttl() {
+        assert!(!tier_expired(1000, Duration::from_millis(10), 1009));
+        assert!(tier_expired(1000, Duration::from_millis(10), 1010));
+        assert!(!tier_expired(1000, Duration::MAX, u64::MAX - 1));
+    }
+}

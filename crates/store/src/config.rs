@@ -1,0 +1,38 @@
+//! How the store is built: where it lives and what each tier may spend.
+
+use std::path::PathBuf;
+
+use tiercache_core::policy::MIB;
+use tiercache_core::{L1Policy, L2Policy};
+
+/// Everything the tiered store needs to open.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Directory of the disk tier (blobs, index, temporary files).
+    pub data_dir: PathBuf,
+    /// The memory tier's policy.
+    pub l1: L1Policy,
+    /// The disk tier's policy.
+    pub l2: L2Policy,
+    /// Largest entry accepted at all.
+    pub max_entry_bytes: u64,
+    /// Disk reads up to this size are verified whole in memory; larger ones stream twice
+    /// (a verification pass, then the served pass, which verifies again).
+    pub inline_read_bytes: u64,
+    /// How often expired entries are swept from disk.
+    pub sweep_interval: std::time::Duration,
+}
+
+impl StoreConfig {
+    /// Defaults for a store under `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            data_dir: data_dir.into(),
+            l1: L1Policy::default(),
+            l2: L2Policy::default(),
+            max_entry_bytes: 2 * 1024 * MIB,
+            inline_read_bytes: 4 * MIB,
+            sweep_interval: std::time::Duration::from_secs(60),
+        }
+    }
+}

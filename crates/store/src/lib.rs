@@ -1,0 +1,22 @@
+//! The tiered store: one API (get / head / put / delete / get_or_load) over an
+//! in-memory tier (L1) and a local disk tier (L2), with read-through promotion,
+//! write-through puts, single-flight loads and per-tier counters.
+//!
+//! Front-ends talk only to [`TieredStore`]; the tiers know nothing of npm or turbo.
+
+pub mod body;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod single_flight;
+pub mod stats;
+pub mod tier;
+pub mod tiered;
+
+pub use body::{Body, BodyStream, Hit};
+pub use config::StoreConfig;
+pub use error::{LoadError, StoreError};
+pub use stats::{StatsSnapshot, TierName, TierStats};
+pub use tier::disk::DiskTier;
+pub use tier::memory::MemoryTier;
+pub use tiered::TieredStore;

@@ -1,0 +1,175 @@
+//! Blob files on disk, named by content hash: written to a temporary file, fsynced,
+//! renamed into place and the directory fsynced, so a blob file is either whole or absent.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tiercache_core::ContentHash;
+
+/// Suffix of files being written; any found at start-up are leftovers of a crash.
+pub(super) const TEMP_SUFFIX: &str = ".part";
+
+/// The blob directory tree: `blobs/<first two hex digits>/<hash>`, and `tmp/` beside it.
+pub(super) struct BlobDir {
+    blobs: PathBuf,
+    tmp: PathBuf,
+    pins: Mutex<HashMap<ContentHash, u32>>,
+}
+
+impl BlobDir {
+    pub fn open(root: &Path) -> io::Result<Self> {
+        let blobs = root.join("blobs");
+        let tmp = root.join("tmp");
+        fs::create_dir_all(&blobs)?;
+        fs::create_dir_all(&tmp)?;
+        sync_dir(root)?;
+        Ok(BlobDir {
+            blobs,
+            tmp,
+            pins: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn blobs_dir(&self) -> &Path {
+        &self.blobs
+    }
+
+    pub fn tmp_dir(&self) -> &Path {
+        &self.tmp
+    }
+
+    pub fn path(&self, hash: &ContentHash) -> PathBuf {
+        let hex = hash.to_hex();
+        self.blobs.join(&hex[..2]).join(hex)
+    }
+
+    /// A new temporary file, removed again unless it is linked.
+    pub fn temp(&self) -> io::Result<TempFile> {
+        let name = format!("{:032x}{TEMP_SUFFIX}", rand::random::<u128>());
+        let path = self.tmp.join(name);
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok(TempFile {
+            path: Some(path),
+            file: Some(file),
+        })
+    }
+
+    /// Moves a finished temporary file into place as the blob `hash` (durably).
+    pub fn link(&self, temp: TempFile, hash: &ContentHash) -> io::Result<()> {
+        let target = self.path(hash);
+        let parent = target.parent().unwrap_or(&self.blobs);
+        if !parent.exists() {
+            fs::create_dir_all(parent)?;
+            sync_dir(&self.blobs)?;
+        }
+        let from = temp.into_path();
+        if let Err(e) = fs::rename(&from, &target) {
+            let _ = fs::remove_file(&from);
+            return Err(e);
+        }
+        sync_dir(parent)
+    }
+
+    /// Removes the blob file; a missing file is not an error.
+    pub fn unlink(&self, hash: &ContentHash) -> io::Result<()> {
+        match fs::remove_file(self.path(hash)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Keeps the blob from being deleted while the lease lives.
+    pub fn lease(self: &Arc<Self>, hash: ContentHash) -> Lease {
+        if let Ok(mut pins) = self.pins.lock() {
+            *pins.entry(hash).or_insert(0) += 1;
+        }
+        Lease {
+            dir: self.clone(),
+            hash,
+        }
+    }
+
+    pub fn is_pinned(&self, hash: &ContentHash) -> bool {
+        self.pins
+            .lock()
+            .map(|p| p.contains_key(hash))
+            .unwrap_or(true)
+    }
+}
+
+/// Proof that a reader is using a blob; the blob is not deleted until every lease is dropped.
+pub struct Lease {
+    dir: Arc<BlobDir>,
+    hash: ContentHash,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Ok(mut pins) = self.dir.pins.lock()
+            && let Some(n) = pins.get_mut(&self.hash)
+        {
+            *n -= 1;
+            if *n == 0 {
+                pins.remove(&self.hash);
+            }
+        }
+    }
+}
+
+/// A file being written; deleted on drop unless it was linked, so a cancelled or failed
+/// write leaves nothing behind.
+pub(super) struct TempFile {
+    path: Option<PathBuf>,
+    file: Option<File>,
+}
+
+impl TempFile {
+    pub fn file(&mut self) -> io::Result<&mut File> {
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("temporary file already closed"))
+    }
+
+    /// Takes the open file out, to write it asynchronously; it is put back by [`TempFile::restore`].
+    pub fn take_file(&mut self) -> io::Result<File> {
+        self.file
+            .take()
+            .ok_or_else(|| io::Error::other("temporary file already taken"))
+    }
+
+    pub fn restore(&mut self, file: File) {
+        self.file = Some(file);
+    }
+
+    /// Writes everything and flushes it to stable storage.
+    pub fn write_all_synced(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let f = self.file()?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    }
+
+    fn into_path(mut self) -> PathBuf {
+        self.file = None;
+        self.path.take().unwrap_or_default()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        self.file = None;
+        if let Some(p) = self.path.take() {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+/// Makes a directory's entries (a rename, a new file) durable.
+pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}

@@ -1,0 +1,178 @@
+//! The L2 read path: look up, lease the blob, verify its bytes, and only then answer.
+//!
+//! Small blobs are read whole and verified in memory. Large ones are verified in a first
+//! streaming pass and then served from the same open file in a second pass that hashes
+//! again and ends the stream in an error if the bytes changed in between, so corrupt bytes
+//! never reach a client as a complete response.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use redb::ReadableDatabase;
+use tiercache_core::{ContentHash, ContentHasher};
+use tokio_util::io::ReaderStream;
+use tracing::warn;
+
+use super::Inner;
+use super::blobs::Lease;
+use super::index::{ENTRIES, Record};
+use crate::body::{Body, Hit};
+use crate::clock::now_ms;
+use crate::error::StoreError;
+use crate::stats::TierName;
+
+/// Chunk size of streamed reads.
+const CHUNK: usize = 256 * 1024;
+
+impl Inner {
+    pub(super) fn read(self: &Arc<Self>, key: &str) -> Result<Option<Hit>, StoreError> {
+        let Some(record) = self.lookup(key)? else {
+            return Ok(None);
+        };
+        if record.is_expired(self.ttl, now_ms()) {
+            self.stats.expired(1);
+            self.remove_keys(&[key.to_owned()])?;
+            return Ok(None);
+        }
+        let hash = record.meta.hash;
+        let lease = self.dir.lease(hash);
+        let mut file = match File::open(self.dir.path(&hash)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                warn!(key, %hash, "index points at a missing blob: entry dropped");
+                self.remove_keys(&[key.to_owned()])?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let size = record.meta.size;
+        let body = if size <= self.inline_read_bytes {
+            let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            file.read_to_end(&mut buf)?;
+            if buf.len() as u64 != size || ContentHash::of(&buf) != hash {
+                self.quarantine(key, &hash)?;
+                return Ok(None);
+            }
+            Body::Bytes(Bytes::from(buf))
+        } else {
+            if !verify_file(&mut file, size, &hash)? {
+                self.quarantine(key, &hash)?;
+                return Ok(None);
+            }
+            file.seek(SeekFrom::Start(0))?;
+            self.verified_stream(key, file, record.meta.size, hash, lease)
+        };
+        self.touch(key);
+        Ok(Some(Hit {
+            meta: record.meta,
+            body,
+            tier: TierName::L2,
+        }))
+    }
+
+    fn lookup(&self, key: &str) -> Result<Option<Record>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = match txn.open_table(ENTRIES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match table.get(key)? {
+            Some(raw) => Ok(Some(Record::decode(raw.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Streams `file` (already verified once), hashing again as it goes; if the bytes no longer
+    /// match, the stream ends in an error instead of its last chunk and the blob is removed.
+    fn verified_stream(
+        self: &Arc<Self>,
+        key: &str,
+        file: File,
+        size: u64,
+        hash: ContentHash,
+        lease: Lease,
+    ) -> Body {
+        let state = ServeState {
+            reader: ReaderStream::with_capacity(tokio::fs::File::from_std(file), CHUNK),
+            hasher: ContentHasher::new(),
+            inner: self.clone(),
+            key: key.to_owned(),
+            size,
+            hash,
+            finished: false,
+            _lease: lease,
+        };
+        let stream = futures::stream::unfold(state, |mut st| async move {
+            if st.finished {
+                return None;
+            }
+            let item = match st.reader.next().await {
+                Some(Ok(chunk)) => {
+                    st.hasher.update(&chunk);
+                    if st.hasher.len() >= st.size && !st.intact() {
+                        Err(st.fail().await)
+                    } else {
+                        Ok(chunk)
+                    }
+                }
+                Some(Err(e)) => {
+                    st.finished = true;
+                    Err(e)
+                }
+                None if st.hasher.len() == st.size => return None,
+                None => Err(st.fail().await),
+            };
+            Some((item, st))
+        });
+        Body::Stream(Box::pin(stream))
+    }
+}
+
+/// The second, served pass over a large blob.
+struct ServeState {
+    reader: ReaderStream<tokio::fs::File>,
+    hasher: ContentHasher,
+    inner: Arc<Inner>,
+    key: String,
+    size: u64,
+    hash: ContentHash,
+    finished: bool,
+    _lease: Lease,
+}
+
+impl ServeState {
+    fn intact(&self) -> bool {
+        self.hasher.len() == self.size && self.hasher.finish() == self.hash
+    }
+
+    async fn fail(&mut self) -> io::Error {
+        self.finished = true;
+        let (inner, key, hash) = (self.inner.clone(), self.key.clone(), self.hash);
+        let _ = tokio::task::spawn_blocking(move || inner.quarantine(&key, &hash)).await;
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "blob changed on disk while being served",
+        )
+    }
+}
+
+/// Hashes the whole file without buffering it; true if it is `size` bytes hashing to `hash`.
+fn verify_file(file: &mut File, size: u64, hash: &ContentHash) -> io::Result<bool> {
+    let mut hasher = ContentHasher::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        if hasher.len() > size {
+            return Ok(false);
+        }
+    }
+    Ok(hasher.len() == size && hasher.finish() == *hash)
+}

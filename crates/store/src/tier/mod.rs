@@ -1,0 +1,4 @@
+//! The local tiers: memory (L1) and disk (L2).
+
+pub mod disk;
+pub mod memory;

@@ -1,0 +1,205 @@
+//! The tiered store: reads go L1 → L2 (→ the loader), a hit below is promoted above,
+//! puts write through both tiers, and `get_or_load` loads each missing key once.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tiercache_core::{CacheKey, ContentHash, EntryMeta, PutOptions};
+
+use crate::body::{Body, Hit};
+use crate::clock::now_ms;
+use crate::config::StoreConfig;
+use crate::error::{LoadError, StoreError};
+use crate::single_flight::{Outcome, Role, SingleFlight};
+use crate::stats::{TierName, TierStats};
+use crate::tier::disk::DiskTier;
+use crate::tier::memory::MemoryTier;
+
+/// The one store every front-end uses.
+#[derive(Clone)]
+pub struct TieredStore {
+    l1: MemoryTier,
+    l2: DiskTier,
+    flights: Arc<SingleFlight>,
+    origin: Arc<TierStats>,
+    max_entry_bytes: u64,
+}
+
+/// What a loader returns: the entry's options and body, or `None` if the origin has no such entry.
+pub type Loaded = Option<(PutOptions, Body)>;
+
+impl TieredStore {
+    /// Opens both tiers as configured.
+    pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        Ok(TieredStore {
+            l1: MemoryTier::new(config.l1.clone()),
+            l2: DiskTier::open(config).await?,
+            flights: Arc::new(SingleFlight::default()),
+            origin: Arc::new(TierStats::default()),
+            max_entry_bytes: config.max_entry_bytes,
+        })
+    }
+
+    /// The entry under `key` from the highest tier that has it, promoted to the tiers above.
+    pub async fn get(&self, key: &CacheKey) -> Result<Option<Hit>, StoreError> {
+        if let Some((meta, bytes)) = self.l1.get(key).await {
+            return Ok(Some(Hit {
+                meta,
+                body: Body::Bytes(bytes),
+                tier: TierName::L1,
+            }));
+        }
+        let Some(hit) = self.l2.get(key).await? else {
+            return Ok(None);
+        };
+        if let Body::Bytes(bytes) = &hit.body {
+            self.l1.insert(key, &hit.meta, bytes.clone()).await;
+        }
+        Ok(Some(hit))
+    }
+
+    /// The entry's metadata, without reading (or counting) its bytes.
+    pub async fn head(&self, key: &CacheKey) -> Result<Option<EntryMeta>, StoreError> {
+        if let Some(meta) = self.l1.head(key).await {
+            return Ok(Some(meta));
+        }
+        self.l2.head(key).await
+    }
+
+    /// Stores `body` under `key` in every tier that takes it (write-through).
+    pub async fn put(
+        &self,
+        key: &CacheKey,
+        opts: PutOptions,
+        body: Body,
+    ) -> Result<EntryMeta, StoreError> {
+        opts.validate()?;
+        match body {
+            Body::Bytes(bytes) => {
+                let size = bytes.len() as u64;
+                if size > self.max_entry_bytes {
+                    return Err(StoreError::TooLarge {
+                        limit: self.max_entry_bytes,
+                    });
+                }
+                let hash = ContentHash::of(&bytes);
+                if let Some(expected) = opts.expected_hash
+                    && expected != hash
+                {
+                    return Err(StoreError::HashMismatch {
+                        expected,
+                        actual: hash,
+                    });
+                }
+                let meta = opts.into_meta(size, hash, now_ms());
+                self.l1.remove(key).await;
+                self.l2.put_bytes(key, meta.clone(), bytes.clone()).await?;
+                self.l1.insert(key, &meta, bytes).await;
+                Ok(meta)
+            }
+            Body::Stream(stream) => {
+                self.l1.remove(key).await;
+                let keep = if self.l1.admits(0) {
+                    self.l1.max_entry_bytes()
+                } else {
+                    0
+                };
+                let (meta, kept) = self.l2.put_stream(key, opts, stream, keep).await?;
+                if let Some(bytes) = kept {
+                    self.l1.insert(key, &meta, bytes).await;
+                }
+                Ok(meta)
+            }
+        }
+    }
+
+    /// Removes the entry from every tier; returns whether any had it.
+    pub async fn delete(&self, key: &CacheKey) -> Result<bool, StoreError> {
+        let in_l1 = self.l1.remove(key).await;
+        let in_l2 = self.l2.delete(key).await?;
+        Ok(in_l1 || in_l2)
+    }
+
+    /// The entry under `key`; on a miss, `loader` fetches it from the origin and it is stored
+    /// in every tier. However many callers miss the same key at once, the loader runs once;
+    /// the others wait and read what it stored (or share its failure).
+    pub async fn get_or_load<F, Fut>(
+        &self,
+        key: &CacheKey,
+        loader: F,
+    ) -> Result<Option<Hit>, StoreError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Loaded, LoadError>>,
+    {
+        let mut loader = Some(loader);
+        loop {
+            if let Some(hit) = self.get(key).await? {
+                return Ok(Some(hit));
+            }
+            let leader = match self.flights.join(key) {
+                Role::Leader(leader) => leader,
+                Role::Follower(follower) => match follower.wait().await {
+                    Some(Outcome::Stored) | None => continue,
+                    Some(Outcome::NotFound) => return Ok(None),
+                    Some(Outcome::Failed(e)) => return Err(StoreError::Load(e)),
+                },
+            };
+            // Someone may have finished between our miss and our lead.
+            if let Some(hit) = self.get(key).await? {
+                leader.finish(Outcome::Stored);
+                return Ok(Some(hit));
+            }
+            let Some(load) = loader.take() else {
+                return Err(StoreError::Task("loader already used".into()));
+            };
+            let t0 = Instant::now();
+            let loaded = match load().await {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    self.origin.error();
+                    leader.finish(Outcome::Failed(e.clone()));
+                    return Err(StoreError::Load(e));
+                }
+            };
+            let Some((opts, body)) = loaded else {
+                self.origin.miss(TierName::Origin, t0.elapsed());
+                leader.finish(Outcome::NotFound);
+                return Ok(None);
+            };
+            let meta = match self.put(key, opts, body).await {
+                Ok(meta) => meta,
+                Err(e) => {
+                    let e: LoadError = Arc::new(e);
+                    leader.finish(Outcome::Failed(e.clone()));
+                    return Err(StoreError::Load(e));
+                }
+            };
+            self.origin.hit(TierName::Origin, meta.size, t0.elapsed());
+            leader.finish(Outcome::Stored);
+            // Read back what was stored: followers do the same, and large bodies stream from disk.
+            return self.get(key).await;
+        }
+    }
+
+    /// The memory tier (for health and metrics).
+    pub fn l1(&self) -> &MemoryTier {
+        &self.l1
+    }
+
+    /// The disk tier (for health and metrics).
+    pub fn l2(&self) -> &DiskTier {
+        &self.l2
+    }
+
+    /// Counters of loads from the origin.
+    pub fn origin_stats(&self) -> &TierStats {
+        &self.origin
+    }
+
+    /// Writes state that is kept lazily (LRU order) durably, before shutdown.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.l2.flush().await
+    }
+}
