@@ -1,1 +1,46 @@
+//! The HTTP face of tiercache: the generic object API, `/healthz` and `/metrics`, over
+//! the tiered store. Front-ends (npm, build cache, assets) mount their routes here too.
 
+pub mod error;
+pub mod etag;
+pub mod metrics_export;
+pub mod routes;
+pub mod state;
+
+use std::future::Future;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+pub use state::AppState;
+
+/// Every route of the server.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::health::routes())
+        .merge(routes::objects::routes())
+        // Bodies stream to disk and are limited by the store's own entry limit.
+        .layer(DefaultBodyLimit::disable())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish and flushes
+/// the store's lazily written state.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let store = state.store.clone();
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    if let Err(e) = store.flush().await {
+        tracing::warn!(error = %e, "flushing the store at shutdown failed");
+    }
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! Commands and flags. Each flag also reads a `TIERCACHE_*` environment variable;
+//! flags win over the environment, which wins over the config file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Multi-tier, multi-tenant cache server for cloud development sandboxes.
+#[derive(Parser, Debug)]
+#[command(name = "tiercache", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the cache server (memory + local disk by default; no other service needed).
+    Serve(ServeArgs),
+}
+
+/// Flags of `tiercache serve`; anything unset falls back to the config file, then defaults.
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:7700].
+    #[arg(long, env = "TIERCACHE_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory of the disk tier [default: ./tiercache-data].
+    #[arg(long, env = "TIERCACHE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML config file.
+    #[arg(long, env = "TIERCACHE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Memory tier byte budget, e.g. 256MiB.
+    #[arg(long, env = "TIERCACHE_L1_BUDGET")]
+    pub l1_budget: Option<String>,
+    /// Entries larger than this skip the memory tier, e.g. 4MiB.
+    #[arg(long, env = "TIERCACHE_L1_MAX_ENTRY")]
+    pub l1_max_entry: Option<String>,
+    /// How long an entry stays in memory, e.g. 1h.
+    #[arg(long, env = "TIERCACHE_L1_TTL")]
+    pub l1_ttl: Option<String>,
+    /// Disk tier byte budget, e.g. 50GB (lowered at start-up to what the disk can hold).
+    #[arg(long, env = "TIERCACHE_L2_BUDGET")]
+    pub l2_budget: Option<String>,
+    /// How long an entry is served from disk, e.g. 7d.
+    #[arg(long, env = "TIERCACHE_L2_TTL")]
+    pub l2_ttl: Option<String>,
+    /// Largest request body (entry) accepted, e.g. 2GiB.
+    #[arg(long, env = "TIERCACHE_MAX_BODY")]
+    pub max_body: Option<String>,
+}

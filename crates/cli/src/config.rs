@@ -1,0 +1,164 @@
+//! The server's configuration: defaults, overlaid by the TOML file, overlaid by flags and
+//! `TIERCACHE_*` variables (clap reads those). Sizes take units (`256MiB`, `50GB`),
+//! durations take humantime forms (`90s`, `1h`, `7d`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use tiercache_store::StoreConfig;
+
+use crate::cli::ServeArgs;
+
+/// The config file's shape; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub max_body: Option<String>,
+    #[serde(default)]
+    pub l1: TierFile,
+    #[serde(default)]
+    pub l2: TierFile,
+}
+
+/// One tier's section of the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierFile {
+    pub budget: Option<String>,
+    pub max_entry: Option<String>,
+    pub ttl: Option<String>,
+    pub low_watermark_percent: Option<u8>,
+    pub sweep_interval: Option<String>,
+}
+
+/// Everything `serve` needs, resolved.
+#[derive(Debug)]
+pub struct ServeConfig {
+    pub listen: String,
+    pub store: StoreConfig,
+}
+
+fn size(what: &str, s: &str) -> anyhow::Result<u64> {
+    let v: bytesize::ByteSize = s
+        .trim()
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{what}: {s:?} is not a size (e.g. 256MiB, 50GB): {e}"))?;
+    Ok(v.as_u64())
+}
+
+fn duration(what: &str, s: &str) -> anyhow::Result<Duration> {
+    humantime::parse_duration(s.trim())
+        .with_context(|| format!("{what}: {s:?} is not a duration (e.g. 90s, 1h, 7d)"))
+}
+
+fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+impl ServeConfig {
+    /// Resolves flags (and environment) over the file over the defaults.
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(p) => load_file(p)?,
+            None => FileConfig::default(),
+        };
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:7700".into());
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./tiercache-data"));
+        let mut store = StoreConfig::new(data_dir);
+        if let Some(s) = args.max_body.or(file.max_body) {
+            store.max_entry_bytes = size("max body", &s)?;
+        }
+        if let Some(s) = args.l1_budget.or(file.l1.budget) {
+            store.l1.budget_bytes = size("L1 budget", &s)?;
+        }
+        if let Some(s) = args.l1_max_entry.or(file.l1.max_entry) {
+            store.l1.max_entry_bytes = size("L1 max entry", &s)?;
+        }
+        if let Some(s) = args.l1_ttl.or(file.l1.ttl) {
+            store.l1.ttl = duration("L1 TTL", &s)?;
+        }
+        if let Some(s) = args.l2_budget.or(file.l2.budget) {
+            store.l2.budget_bytes = size("L2 budget", &s)?;
+        }
+        if let Some(s) = args.l2_ttl.or(file.l2.ttl) {
+            store.l2.ttl = duration("L2 TTL", &s)?;
+        }
+        if let Some(p) = file.l2.low_watermark_percent {
+            if !(1..=100).contains(&p) {
+                bail!("l2.low_watermark_percent must be between 1 and 100");
+            }
+            store.l2.low_watermark_percent = p;
+        }
+        if let Some(s) = file.l2.sweep_interval {
+            store.sweep_interval = duration("L2 sweep interval", &s)?;
+        }
+        if file.l1.low_watermark_percent.is_some() || file.l1.sweep_interval.is_some() {
+            bail!("l1 has no low_watermark_percent or sweep_interval; they belong to l2");
+        }
+        if file.l2.max_entry.is_some() {
+            bail!("l2 has no max_entry; use max_body for the largest entry");
+        }
+        if store.l2.ttl.is_zero() || store.l1.ttl.is_zero() {
+            bail!("a tier TTL must be longer than zero");
+        }
+        Ok(ServeConfig { listen, store })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9\"\nmax_body = \"1MiB\"\n[l1]\nbudget = \"64MiB\"\n[l2]\nttl = \"2d\"\nbudget = \"1GB\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            l2_budget: Some("2GB".into()),
+            ..Default::default()
+        };
+        let c = ServeConfig::resolve(args).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9");
+        assert_eq!(c.store.max_entry_bytes, 1024 * 1024);
+        assert_eq!(c.store.l1.budget_bytes, 64 * 1024 * 1024);
+        assert_eq!(c.store.l2.budget_bytes, 2_000_000_000);
+        assert_eq!(c.store.l2.ttl, Duration::from_secs(2 * 86400));
+        assert_eq!(c.store.l1.max_entry_bytes, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let args = ServeArgs {
+            l1_budget: Some("lots".into()),
+            ..Default::default()
+        };
+        let e = ServeConfig::resolve(args).unwrap_err().to_string();
+        assert!(e.contains("L1 budget"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        assert!(ServeConfig::resolve(args).is_err());
+    }
+}

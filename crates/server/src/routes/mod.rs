@@ -1,0 +1,4 @@
+//! Route groups, one file each.
+
+pub mod health;
+pub mod objects;

@@ -1,0 +1,15 @@
+//! What every handler shares.
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tiercache_store::TieredStore;
+
+/// Shared by all handlers; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The one store every route reads and writes through.
+    pub store: TieredStore,
+    /// Renders `/metrics`; `None` where no recorder was installed (in-process tests).
+    pub metrics: Option<PrometheusHandle>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: u64,
+}
