@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what the tests need, checks
+# formatting and lints, then runs every test (unit, store, and end-to-end against the
+# real binary on 127.0.0.1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Toolchain components the checks use.
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+
+# The foundation's tests need no external service: the tiers are memory and local disk.
+
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+cargo test --workspace
