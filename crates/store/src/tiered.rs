@@ -32,9 +32,14 @@ pub type Loaded = Option<(PutOptions, Body)>;
 impl TieredStore {
     /// Opens both tiers as configured.
     pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        // Disk hits small enough for memory are read whole, so they can be promoted.
+        let mut config = config.clone();
+        if config.l1.budget_bytes > 0 {
+            config.inline_read_bytes = config.inline_read_bytes.max(config.l1.max_entry_bytes);
+        }
         Ok(TieredStore {
             l1: MemoryTier::new(config.l1.clone()),
-            l2: DiskTier::open(config).await?,
+            l2: DiskTier::open(&config).await?,
             flights: Arc::new(SingleFlight::default()),
             origin: Arc::new(TierStats::default()),
             max_entry_bytes: config.max_entry_bytes,

@@ -158,22 +158,4 @@ impl<'t> Tables<'t> {
         self.blobs.remove(hash.as_bytes())?;
         Ok(())
     }
-
-    /// Up to `limit` keys from the front of an order table (`ACCESS` or `EXPIRY`), up to `until`.
-    pub fn first_keys(
-        table: &Table<'t, (u64, &'static str), ()>,
-        until: u64,
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        let mut keys = Vec::new();
-        for item in table.iter()? {
-            let (k, _) = item?;
-            let (at, key) = k.value();
-            if at > until || keys.len() >= limit {
-                break;
-            }
-            keys.push(key.to_owned());
-        }
-        Ok(keys)
-    }
 }

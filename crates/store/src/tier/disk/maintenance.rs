@@ -6,12 +6,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use redb::{Durability, ReadableTable};
+use redb::{Durability, ReadableDatabase, ReadableTable};
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use super::Inner;
-use super::index::{Record, Tables};
+use super::index::{ACCESS, ENTRIES, EXPIRY, Record, Tables};
 use crate::clock::now_ms;
 use crate::error::StoreError;
 
@@ -92,10 +92,10 @@ impl Inner {
             if n == 0 {
                 break;
             }
+            self.stats.evicted(n);
             evicted += n;
         }
         if evicted > 0 {
-            self.stats.evicted(evicted);
             debug!(evicted, used = self.used.load(Relaxed), "L2 eviction");
         }
         Ok(())
@@ -117,19 +117,22 @@ impl Inner {
     /// ordered at or before `until`, stopping once their sizes add up to `need` bytes.
     fn remove_first(&self, lru: bool, until: u64, need: u64) -> Result<u64, StoreError> {
         let keys = {
-            let txn = self.db.begin_write()?;
-            let tables = Tables::open(&txn, self.ttl)?;
-            let order = if lru { &tables.access } else { &tables.expiry };
+            // A read snapshot: selecting victims never blocks writers.
+            let txn = self.db.begin_read()?;
+            let order = txn.open_table(if lru { ACCESS } else { EXPIRY })?;
+            let entries = txn.open_table(ENTRIES)?;
             let mut keys = Vec::new();
             let mut freed = 0u64;
-            for key in Tables::first_keys(order, until, BATCH)? {
-                if freed >= need {
+            for item in order.iter()? {
+                let (k, _) = item?;
+                let (at, key) = k.value();
+                if at > until || freed >= need || keys.len() >= BATCH {
                     break;
                 }
-                if let Some(raw) = tables.entries.get(key.as_str())? {
+                if let Some(raw) = entries.get(key)? {
                     freed += Record::decode(raw.value()).map_or(0, |r| r.meta.size);
                 }
-                keys.push(key);
+                keys.push(key.to_owned());
             }
             keys
         };
