@@ -190,7 +190,7 @@ mod tests {
         }
         let (entries, bytes) = tier.usage().await;
         assert!(bytes <= 100 * 1024, "{bytes} bytes held");
-        assert!(entries < 50 && entries >= 5, "{entries} entries held");
+        assert!((5..50).contains(&entries), "{entries} entries held");
         assert!(tier.stats().snapshot().evictions > 0);
     }
 
