@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Server, client};
+use common::{Server, client, get_json};
 use rand::{Rng, RngCore, SeedableRng};
 use reqwest::StatusCode;
 
@@ -119,14 +119,7 @@ async fn kill_9_during_200_concurrent_puts_leaves_only_whole_entries() {
     assert!(present >= acknowledged.len());
     // Nothing half-written is left behind: no temp files, and every blob file is an entry's.
     assert_eq!(count_files(&dir.path().join("l2/tmp")), 0);
-    let h: serde_json::Value = c
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let h: serde_json::Value = get_json(&c, &server.url("/healthz")).await;
     assert_eq!(h["tiers"]["l2"]["entries"], present);
     assert_eq!(count_files(&dir.path().join("l2/blobs")), present);
 }

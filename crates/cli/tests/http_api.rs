@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Server, blob_path, client, metric, raw_request};
+use common::{Server, blob_path, client, get_json, get_text, metric, raw_request};
 use reqwest::StatusCode;
 
 #[tokio::test]
@@ -135,14 +135,7 @@ async fn a_flipped_byte_on_disk_is_a_miss_and_counted() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let text = r.text().await.unwrap();
     assert!(!text.contains("aaaa"), "corrupt bytes were served");
-    let metrics = c
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&c, &server.url("/metrics")).await;
     assert_eq!(
         metric(&metrics, "tiercache_corrupt_reads_total{tier=\"l2\"}"),
         Some(1.0),
@@ -247,14 +240,7 @@ async fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let h: serde_json::Value = c
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let h: serde_json::Value = get_json(&c, &server.url("/healthz")).await;
     assert_eq!(h["status"], "ok");
     assert_eq!(h["tiers"]["l1"]["state"], "ok");
     assert_eq!(h["tiers"]["l2"]["state"], "ok");
@@ -272,14 +258,7 @@ async fn health_and_metrics_name_each_tier() {
         .send()
         .await
         .unwrap();
-    let m = c
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = get_text(&c, &server.url("/metrics")).await;
     assert_eq!(
         metric(&m, "tiercache_hits_total{tier=\"l1\"}"),
         Some(1.0),

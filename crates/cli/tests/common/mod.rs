@@ -137,3 +137,19 @@ pub fn raw_request(base: &str, method: &str, path: &str, body: &[u8]) -> (u16, S
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
     (status, body)
 }
+
+/// GETs `url` and returns the body as text.
+pub async fn get_text(c: &reqwest::Client, url: &str) -> String {
+    c.get(url)
+        .send()
+        .await
+        .expect("GET answers")
+        .text()
+        .await
+        .expect("body reads")
+}
+
+/// GETs `url` and parses the body as JSON.
+pub async fn get_json(c: &reqwest::Client, url: &str) -> serde_json::Value {
+    serde_json::from_str(&get_text(c, url).await).expect("body is JSON")
+}
