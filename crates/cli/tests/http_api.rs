@@ -202,9 +202,14 @@ async fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
         .put(server.url("/objects/global/object/big"))
         .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
         .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        .await;
+    // The server answers 413 as soon as the limit is crossed; a client still sending may see
+    // the connection close before it reads that answer. Either way nothing is stored.
+    if let Ok(r) = r {
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    // A fresh client: the pooled connection may be the one the server just closed.
+    let c = client();
     assert_eq!(
         c.get(server.url("/objects/global/object/big"))
             .send()
