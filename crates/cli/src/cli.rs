@@ -49,4 +49,10 @@ pub struct ServeArgs {
     /// Largest request body (entry) accepted, e.g. 2GiB.
     #[arg(long, env = "TIERCACHE_MAX_BODY")]
     pub max_body: Option<String>,
+    /// The npm origin registry [default: what the npm client is configured with].
+    #[arg(long, env = "TIERCACHE_NPM_UPSTREAM")]
+    pub npm_upstream: Option<String>,
+    /// This server's public URL (e.g. https://cache.example), for links it hands out.
+    #[arg(long, env = "TIERCACHE_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }

@@ -2,11 +2,13 @@
 //! `TIERCACHE_*` variables (clap reads those). Sizes take units (`256MiB`, `50GB`),
 //! durations take humantime forms (`90s`, `1h`, `7d`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+use tiercache_server::npm::NpmConfig;
 use tiercache_store::StoreConfig;
 
 use crate::cli::ServeArgs;
@@ -22,6 +24,35 @@ pub struct FileConfig {
     pub l1: TierFile,
     #[serde(default)]
     pub l2: TierFile,
+    pub public_url: Option<String>,
+    #[serde(default)]
+    pub npm: NpmFile,
+}
+
+/// The `[npm]` section of the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NpmFile {
+    pub upstream: Option<String>,
+    pub fresh_for: Option<String>,
+    pub retries: Option<u32>,
+    pub retry_factor: Option<u32>,
+    pub retry_min: Option<String>,
+    pub retry_max: Option<String>,
+    pub breaker_threshold: Option<u32>,
+    pub breaker_open_for: Option<String>,
+    #[serde(default)]
+    pub private_scopes: Vec<String>,
+    /// Per private scope: `[npm.scopes."@acme"] upstream = "..."`.
+    #[serde(default)]
+    pub scopes: BTreeMap<String, ScopeFile>,
+}
+
+/// One private scope's settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeFile {
+    pub upstream: Option<String>,
 }
 
 /// One tier's section of the file.
@@ -40,6 +71,8 @@ pub struct TierFile {
 pub struct ServeConfig {
     pub listen: String,
     pub store: StoreConfig,
+    /// `None` when no npm upstream is configured and the npm client has none either.
+    pub npm: Option<NpmConfig>,
 }
 
 fn size(what: &str, s: &str) -> anyhow::Result<u64> {
@@ -113,8 +146,91 @@ impl ServeConfig {
         if store.l2.ttl.is_zero() || store.l1.ttl.is_zero() {
             bail!("a tier TTL must be longer than zero");
         }
-        Ok(ServeConfig { listen, store })
+        let public_url = args.public_url.or(file.public_url);
+        let upstream = args.npm_upstream.or(file.npm.upstream.clone());
+        let npm = resolve_npm(file.npm, upstream, public_url)?;
+        Ok(ServeConfig { listen, store, npm })
     }
+}
+
+fn resolve_npm(
+    file: NpmFile,
+    upstream: Option<String>,
+    public_url: Option<String>,
+) -> anyhow::Result<Option<NpmConfig>> {
+    let Some(upstream) = upstream.or_else(npm_client_registry) else {
+        return Ok(None);
+    };
+    check_url("npm upstream", &upstream)?;
+    let mut c = NpmConfig::new(upstream);
+    if let Some(p) = public_url {
+        check_url("public URL", &p)?;
+        c.public_url = Some(p);
+    }
+    if let Some(s) = file.fresh_for {
+        c.fresh_for = duration("npm fresh_for", &s)?;
+    }
+    if let Some(n) = file.retries {
+        c.retries = n.min(10);
+    }
+    if let Some(n) = file.retry_factor {
+        c.retry_factor = n.max(1);
+    }
+    if let Some(s) = file.retry_min {
+        c.retry_min = duration("npm retry_min", &s)?;
+    }
+    if let Some(s) = file.retry_max {
+        c.retry_max = duration("npm retry_max", &s)?;
+    }
+    if let Some(n) = file.breaker_threshold {
+        c.breaker_threshold = n.max(1);
+    }
+    if let Some(s) = file.breaker_open_for {
+        c.breaker_open_for = duration("npm breaker_open_for", &s)?;
+    }
+    for scope in file.private_scopes {
+        if !scope.starts_with('@') || scope.contains('/') {
+            bail!("npm private scope {scope:?} must look like @name");
+        }
+        c.private_scopes.insert(scope, None);
+    }
+    for (scope, s) in file.scopes {
+        if !c.private_scopes.contains_key(&scope) {
+            bail!("[npm.scopes.{scope:?}] names a scope that is not in npm.private_scopes");
+        }
+        if let Some(u) = s.upstream {
+            check_url("npm scope upstream", &u)?;
+            c.private_scopes.insert(scope, Some(u));
+        }
+    }
+    Ok(Some(c))
+}
+
+fn check_url(what: &str, url: &str) -> anyhow::Result<()> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("{what} {url:?} must be an http:// or https:// URL");
+    }
+    Ok(())
+}
+
+/// The registry the npm client on this machine uses: `npm_config_registry`, else
+/// `npm config get registry`. Read at run time so no registry address lives in this repo.
+fn npm_client_registry() -> Option<String> {
+    for var in ["npm_config_registry", "NPM_CONFIG_REGISTRY"] {
+        if let Ok(v) = std::env::var(var)
+            && !v.trim().is_empty()
+        {
+            return Some(v.trim().to_owned());
+        }
+    }
+    let out = std::process::Command::new("npm")
+        .args(["config", "get", "registry"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let url = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    (out.status.success() && url.starts_with("http")).then_some(url)
 }
 
 #[cfg(test)]

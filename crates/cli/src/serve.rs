@@ -3,6 +3,7 @@
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tiercache_server::AppState;
+use tiercache_server::npm::NpmFrontend;
 use tiercache_store::TieredStore;
 use tracing::{info, warn};
 
@@ -20,6 +21,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    // One TLS provider for every outgoing HTTPS connection (the npm origin).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
@@ -37,10 +40,21 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         warn!(%addr, "listening on a non-loopback address without authentication: anyone who can reach it can read and write every scope");
     }
     info!(%addr, data_dir = %config.store.data_dir.display(), "tiercache listening on http://{addr}");
+    let npm = match config.npm {
+        Some(npm_config) => {
+            info!(upstream = %npm_config.upstream, "npm proxy at /npm/");
+            Some(NpmFrontend::new(store.clone(), npm_config)?)
+        }
+        None => {
+            warn!("npm proxy disabled: no --npm-upstream given and no npm client configured");
+            None
+        }
+    };
     let state = AppState {
         store,
         metrics: Some(metrics),
         max_body_bytes: config.store.max_entry_bytes,
+        npm,
     };
     tiercache_server::serve(listener, state, shutdown_signal()).await?;
     info!("tiercache stopped cleanly");

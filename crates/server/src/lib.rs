@@ -4,6 +4,7 @@
 pub mod error;
 pub mod etag;
 pub mod metrics_export;
+pub mod npm;
 pub mod routes;
 pub mod state;
 
@@ -22,6 +23,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::health::routes())
         .merge(routes::objects::routes())
+        .merge(npm::routes::routes())
         // Bodies stream to disk and are limited by the store's own entry limit.
         .layer(DefaultBodyLimit::disable())
         .layer(TraceLayer::new_for_http())

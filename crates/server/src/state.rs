@@ -1,5 +1,7 @@
 //! What every handler shares.
 
+use std::sync::Arc;
+
 use metrics_exporter_prometheus::PrometheusHandle;
 use tiercache_store::TieredStore;
 
@@ -12,4 +14,6 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: u64,
+    /// The npm registry proxy, if an upstream is configured.
+    pub npm: Option<Arc<crate::npm::NpmFrontend>>,
 }

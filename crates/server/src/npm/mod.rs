@@ -1,0 +1,346 @@
+//! The npm/pnpm registry caching proxy under `/npm/`: public packages are fetched from the
+//! origin once and served to everyone from the tiered store.
+//!
+//! Per package the store holds (kind, global scope): `npm-index` (a small JSON
+//! [`packument::PackageIndex`]: freshness, validators, tarball URLs and integrity),
+//! `npm-full` and `npm-corgi` (ready-to-serve documents), and `npm-tgz` (tarballs, keyed by
+//! the basename in `dist.tarball`).
+
+pub mod breaker;
+pub mod config;
+pub mod error;
+pub mod integrity;
+pub mod name;
+pub mod packument;
+pub mod routes;
+pub mod stats;
+pub mod upstream;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use reqwest::header::HeaderValue;
+use tiercache_core::{CacheKey, ContentHash, PutOptions};
+use tiercache_store::single_flight::{Outcome as FlightOutcome, Role, SingleFlight};
+use tiercache_store::{Body, Hit, LoadError, TieredStore};
+
+pub use config::NpmConfig;
+pub use error::NpmError;
+use name::PackageName;
+use packument::{PackageIndex, now_ms};
+use stats::{NpmStats, Outcome};
+use upstream::{Fetched, Upstream};
+
+const KIND_INDEX: &str = "npm-index";
+const KIND_FULL: &str = "npm-full";
+const KIND_CORGI: &str = "npm-corgi";
+const KIND_TARBALL: &str = "npm-tgz";
+
+/// The npm front-end: its origin client, its settings and its counters.
+pub struct NpmFrontend {
+    store: TieredStore,
+    upstream: Upstream,
+    config: NpmConfig,
+    refreshes: SingleFlight,
+    stats: NpmStats,
+}
+
+impl NpmFrontend {
+    /// A front-end over `store`, fetching from `config.upstream`.
+    pub fn new(store: TieredStore, config: NpmConfig) -> Result<Arc<Self>, NpmError> {
+        let upstream = Upstream::new(&config).map_err(|e| NpmError::Internal(e.to_string()))?;
+        Ok(Arc::new(NpmFrontend {
+            store,
+            upstream,
+            config,
+            refreshes: SingleFlight::default(),
+            stats: NpmStats::default(),
+        }))
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &NpmConfig {
+        &self.config
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &NpmStats {
+        &self.stats
+    }
+
+    /// Whether the origin's breaker is open.
+    pub fn origin_down(&self) -> bool {
+        self.upstream.is_open()
+    }
+
+    fn key(name: &PackageName, kind: &str, suffix: Option<&str>) -> Result<CacheKey, NpmError> {
+        name.key(kind, suffix)
+            .map_err(|e| NpmError::BadRequest(e.to_string()))
+    }
+
+    async fn read_index(&self, name: &PackageName) -> Result<Option<PackageIndex>, NpmError> {
+        let key = Self::key(name, KIND_INDEX, None)?;
+        let Some(hit) = self.store.get(&key).await? else {
+            return Ok(None);
+        };
+        let bytes = hit
+            .body
+            .collect()
+            .await
+            .map_err(|e| NpmError::Internal(e.to_string()))?;
+        // An unreadable index is a miss: the next fetch replaces it.
+        Ok(serde_json::from_slice(&bytes).ok())
+    }
+
+    async fn write_index(&self, name: &PackageName, idx: &PackageIndex) -> Result<(), NpmError> {
+        let key = Self::key(name, KIND_INDEX, None)?;
+        let bytes = serde_json::to_vec(idx).map_err(|e| NpmError::Internal(e.to_string()))?;
+        let opts = PutOptions {
+            content_type: Some("application/json".into()),
+            ..Default::default()
+        };
+        self.store.put(&key, opts, Body::from(bytes)).await?;
+        Ok(())
+    }
+
+    /// The package's index, fresh if the origin can be asked, else stale; at most one
+    /// origin request per package at a time, however many clients ask. `force` revalidates
+    /// even a fresh copy (a version or tarball the copy does not list was asked for).
+    pub async fn packument(
+        &self,
+        name: &PackageName,
+        force: bool,
+    ) -> Result<(PackageIndex, Outcome), NpmError> {
+        let current = self.read_index(name).await?;
+        if let Some(idx) = &current
+            && !force
+            && idx.is_fresh(now_ms(), self.config.fresh_for)
+        {
+            return Ok((idx.clone(), Outcome::Hit));
+        }
+        let flight_key = Self::key(name, KIND_INDEX, None)?;
+        match self.refreshes.join(&flight_key) {
+            Role::Leader(leader) => {
+                let result = self.refresh(name, current).await;
+                leader.finish(match &result {
+                    Ok(_) => FlightOutcome::Stored,
+                    Err(NpmError::NotFound) => FlightOutcome::NotFound,
+                    Err(e) => FlightOutcome::Failed(Arc::new(e.clone())),
+                });
+                result
+            }
+            Role::Follower(follower) => {
+                let outcome = follower.wait().await;
+                match (outcome, self.read_index(name).await?) {
+                    (Some(FlightOutcome::NotFound), _) => Err(NpmError::NotFound),
+                    (Some(FlightOutcome::Failed(e)), None) => Err(NpmError::from_load(&e)),
+                    (Some(FlightOutcome::Failed(_)), Some(idx)) => Ok((idx, Outcome::Stale)),
+                    (_, Some(idx)) => Ok((idx, Outcome::Hit)),
+                    (_, None) => Err(NpmError::Unavailable(
+                        "the packument could not be fetched; try again".into(),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Asks the origin (conditionally, if there is a copy) and stores what changed.
+    async fn refresh(
+        &self,
+        name: &PackageName,
+        current: Option<PackageIndex>,
+    ) -> Result<(PackageIndex, Outcome), NpmError> {
+        let (base, _) = self.config.upstream_for(name.scope());
+        let url = format!("{base}{}", name.escaped());
+        let etag = current.as_ref().and_then(|i| i.upstream_etag.as_deref());
+        match self.upstream.packument(&url, etag, None).await {
+            Ok(Fetched::NotModified) => match current {
+                Some(mut idx) => {
+                    idx.fetched_ms = now_ms();
+                    self.write_index(name, &idx).await?;
+                    Ok((idx, Outcome::Revalidated))
+                }
+                // A 304 to an unconditional request: the origin is confused; treat as down.
+                None => Err(NpmError::Unavailable(format!("{url} answered 304 unasked"))),
+            },
+            Ok(Fetched::NotFound) => Err(NpmError::NotFound),
+            Ok(Fetched::Found(body)) => {
+                let idx = self.store_packument(name, body).await?;
+                Ok((idx, Outcome::Miss))
+            }
+            Err(e) => match current {
+                Some(idx) => {
+                    tracing::warn!(package = %name, error = %e, "serving a stale packument");
+                    Ok((idx, Outcome::Stale))
+                }
+                None => Err(e.into()),
+            },
+        }
+    }
+
+    /// Derives and stores the served forms and the index of a fetched packument.
+    async fn store_packument(
+        &self,
+        name: &PackageName,
+        body: upstream::PackumentBody,
+    ) -> Result<PackageIndex, NpmError> {
+        let n = name.clone();
+        let bytes = body.bytes;
+        let derived = tokio::task::spawn_blocking(move || packument::derive(&n, &bytes))
+            .await
+            .map_err(|e| NpmError::Internal(e.to_string()))?
+            .map_err(|e| NpmError::Unavailable(e.to_string()))?;
+        let json = || PutOptions {
+            content_type: Some("application/json".into()),
+            ..Default::default()
+        };
+        let full = self
+            .store
+            .put(
+                &Self::key(name, KIND_FULL, None)?,
+                json(),
+                Body::Bytes(derived.full),
+            )
+            .await?;
+        let corgi = self
+            .store
+            .put(
+                &Self::key(name, KIND_CORGI, None)?,
+                json(),
+                Body::Bytes(derived.corgi),
+            )
+            .await?;
+        let idx = PackageIndex {
+            name: name.to_string(),
+            fetched_ms: now_ms(),
+            upstream_etag: body.etag,
+            upstream_last_modified: body.last_modified,
+            modified: derived.modified,
+            full_hash: full.hash.to_hex(),
+            corgi_hash: corgi.hash.to_hex(),
+            tarballs: derived.tarballs,
+        };
+        self.write_index(name, &idx).await?;
+        Ok(idx)
+    }
+
+    /// A stored document (full or abbreviated) of a package whose index is `idx`; `None` if it
+    /// is gone from the store (evicted), so the caller refreshes.
+    pub async fn document(
+        &self,
+        name: &PackageName,
+        corgi: bool,
+    ) -> Result<Option<(Bytes, ContentHash)>, NpmError> {
+        let kind = if corgi { KIND_CORGI } else { KIND_FULL };
+        let Some(hit) = self.store.get(&Self::key(name, kind, None)?).await? else {
+            return Ok(None);
+        };
+        let hash = hit.meta.hash;
+        let bytes = hit
+            .body
+            .collect()
+            .await
+            .map_err(|e| NpmError::Internal(e.to_string()))?;
+        Ok(Some((bytes, hash)))
+    }
+
+    /// The tarball `basename` of `name`, from the cache or (once, verified) from the origin.
+    pub async fn tarball(
+        &self,
+        name: &PackageName,
+        basename: &str,
+    ) -> Result<(Hit, Outcome), NpmError> {
+        let key = Self::key(name, KIND_TARBALL, Some(basename))?;
+        if let Some(hit) = self.store.get(&key).await? {
+            return Ok((hit, Outcome::Hit));
+        }
+        let (mut idx, _) = self.packument(name, false).await?;
+        if !idx.tarballs.contains_key(basename) {
+            // Maybe published since our copy: ask the origin before saying 404.
+            idx = self.packument(name, true).await?.0;
+        }
+        let Some(tref) = idx.tarballs.get(basename).cloned() else {
+            return Err(NpmError::NotFound);
+        };
+        let mut fetched = false;
+        let loaded = self
+            .store
+            .get_or_load(&key, || {
+                fetched = true;
+                self.fetch_tarball(tref)
+            })
+            .await;
+        let outcome = if fetched { Outcome::Miss } else { Outcome::Hit };
+        match loaded {
+            Ok(Some(hit)) => Ok((hit, outcome)),
+            Ok(None) => Err(NpmError::NotFound),
+            Err(tiercache_store::StoreError::Load(e)) => Err(NpmError::from_load(&e)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn fetch_tarball(
+        &self,
+        tref: packument::TarballRef,
+    ) -> Result<Option<(PutOptions, Body)>, LoadError> {
+        let resp = match self.upstream.tarball(&tref.url, None).await {
+            Ok(Fetched::Found(r)) => r,
+            Ok(Fetched::NotFound) => return Ok(None),
+            Ok(Fetched::NotModified) => {
+                return Err(Arc::new(NpmError::Unavailable(
+                    "the origin answered 304 to an unconditional tarball request".into(),
+                )));
+            }
+            Err(e) => return Err(Arc::new(NpmError::from(e))),
+        };
+        let stream = resp.bytes_stream().map_err(std::io::Error::other);
+        let body: tiercache_store::BodyStream = match integrity::expected(&tref) {
+            Some(sri) => Box::pin(integrity::verify(stream, sri, tref.url.clone())),
+            None => {
+                tracing::warn!(url = %tref.url, "tarball has no integrity in its packument; stored unverified");
+                Box::pin(stream)
+            }
+        };
+        let opts = PutOptions {
+            content_type: Some("application/octet-stream".into()),
+            ..Default::default()
+        };
+        Ok(Some((opts, Body::Stream(body))))
+    }
+
+    /// Fetches a packument of a private scope with the client's own credentials; never cached.
+    pub async fn private_packument(
+        &self,
+        name: &PackageName,
+        auth: Option<&HeaderValue>,
+    ) -> Result<packument::Derived, NpmError> {
+        let (base, _) = self.config.upstream_for(name.scope());
+        let url = format!("{base}{}", name.escaped());
+        match self.upstream.packument(&url, None, auth).await? {
+            Fetched::Found(body) => {
+                let n = name.clone();
+                tokio::task::spawn_blocking(move || packument::derive(&n, &body.bytes))
+                    .await
+                    .map_err(|e| NpmError::Internal(e.to_string()))?
+                    .map_err(|e| NpmError::Unavailable(e.to_string()))
+            }
+            Fetched::NotFound | Fetched::NotModified => Err(NpmError::NotFound),
+        }
+    }
+
+    /// Streams a tarball of a private scope with the client's own credentials; never cached.
+    pub async fn private_tarball(
+        &self,
+        name: &PackageName,
+        basename: &str,
+        auth: Option<&HeaderValue>,
+    ) -> Result<reqwest::Response, NpmError> {
+        let (base, _) = self.config.upstream_for(name.scope());
+        let url = format!("{base}{}/-/{basename}", name.as_str());
+        match self.upstream.tarball(&url, auth).await? {
+            Fetched::Found(r) => Ok(r),
+            Fetched::NotFound | Fetched::NotModified => Err(NpmError::NotFound),
+        }
+    }
+}

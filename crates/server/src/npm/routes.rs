@@ -1,0 +1,316 @@
+//! The registry routes under `/npm/`: packuments (full or abbreviated), tarballs, and
+//! `/-/ping`. Clients set `registry=http://HOST:PORT/npm/`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body as HttpBody;
+use axum::extract::State;
+use axum::http::header::{
+    ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, HOST, LAST_MODIFIED,
+    VARY, WARNING,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use tiercache_core::EntryMeta;
+use tiercache_store::Body;
+
+use super::NpmFrontend;
+use super::error::NpmError;
+use super::name::{NpmPath, PackageName, parse_path};
+use super::packument::{PackageIndex, render};
+use super::stats::{Outcome, Route};
+use crate::etag;
+use crate::state::AppState;
+
+/// The content type of abbreviated packuments, echoed because pnpm checks it.
+const CORGI: &str = "application/vnd.npm.install-v1+json";
+/// Header telling how the cache answered.
+const X_CACHE: &str = "x-cache";
+
+/// The npm routes.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/npm/{*rest}", get(handle))
+}
+
+async fn handle(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    let Some(npm) = state.npm.clone() else {
+        return NpmError::Unavailable(
+            "the npm proxy is not configured: set --npm-upstream or install npm".into(),
+        )
+        .into_response();
+    };
+    let raw = uri.path().strip_prefix("/npm/").unwrap_or("");
+    let path = match parse_path(raw) {
+        Ok(p) => p,
+        Err(e) => return NpmError::BadRequest(e.to_string()).into_response(),
+    };
+    let base = match base_url(&npm, &headers) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    match path {
+        NpmPath::Special(s) if s == "ping" || s.starts_with("ping?") => {
+            axum::Json(serde_json::json!({})).into_response()
+        }
+        NpmPath::Special(s) => NpmError::BadRequest(format!(
+            "/-/{} is not served by this cache",
+            s.chars().take(60).collect::<String>()
+        ))
+        .with_status(StatusCode::NOT_FOUND),
+        NpmPath::Packument(name) => packument(&npm, &name, &headers, &base).await,
+        NpmPath::Tarball(name, basename) => tarball(&npm, &name, &basename, &headers).await,
+    }
+}
+
+impl NpmError {
+    fn with_status(self, status: StatusCode) -> Response {
+        let mut r = self.into_response();
+        *r.status_mut() = status;
+        r
+    }
+}
+
+/// The proxy's own base URL for rewritten tarball links: the configured public URL, else
+/// the forwarded or direct host of this request.
+fn base_url(npm: &NpmFrontend, headers: &HeaderMap) -> Result<String, NpmError> {
+    if let Some(public) = &npm.config().public_url {
+        return Ok(format!("{}/npm", public.trim_end_matches('/')));
+    }
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let proto = match text("x-forwarded-proto").map(|p| p.split(',').next().unwrap_or("").trim()) {
+        Some("https") => "https",
+        _ => "http",
+    };
+    let host = text("x-forwarded-host")
+        .map(|h| h.split(',').next().unwrap_or("").trim())
+        .or_else(|| text(HOST.as_str()))
+        .unwrap_or("");
+    let valid = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if !valid {
+        return Err(NpmError::BadRequest(
+            "a Host (or X-Forwarded-Host) header naming this server is required".into(),
+        ));
+    }
+    Ok(format!("{proto}://{host}/npm"))
+}
+
+fn wants_corgi(headers: &HeaderMap) -> bool {
+    headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains(CORGI))
+}
+
+async fn packument(
+    npm: &Arc<NpmFrontend>,
+    name: &PackageName,
+    headers: &HeaderMap,
+    base: &str,
+) -> Response {
+    if npm.config().upstream_for(name.scope()).1 {
+        return private_packument(npm, name, headers, base).await;
+    }
+    let corgi = wants_corgi(headers);
+    let result = async {
+        let (mut idx, mut outcome) = npm.packument(name, false).await?;
+        let mut doc = npm.document(name, corgi).await?;
+        if doc.is_none() {
+            // The documents were evicted before the index: fetch again.
+            (idx, outcome) = npm.packument(name, true).await?;
+            doc = npm.document(name, corgi).await?;
+        }
+        let (bytes, hash) = doc.ok_or_else(|| {
+            NpmError::Unavailable("the packument could not be stored; try again".into())
+        })?;
+        Ok::<_, NpmError>((idx, outcome, bytes, hash))
+    }
+    .await;
+    let (idx, outcome, stored, hash) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            npm.stats()
+                .record(Route::Packument, error_outcome(&e), name.as_str());
+            return e.into_response();
+        }
+    };
+    let tag = format!(
+        "\"{}-{}{}\"",
+        &hash.to_hex()[..32],
+        &blake3_short(base),
+        if corgi { "c" } else { "f" }
+    );
+    let mut out = HeaderMap::new();
+    set(&mut out, ETAG, &tag);
+    if let Some(lm) = idx.last_modified() {
+        set(&mut out, LAST_MODIFIED, &lm);
+    }
+    set(&mut out, CACHE_CONTROL, "public, max-age=300");
+    set(&mut out, VARY, "Accept");
+    if not_modified(headers, &tag, &idx) {
+        npm.stats()
+            .record(Route::Packument, Outcome::NotModified, name.as_str());
+        return (StatusCode::NOT_MODIFIED, out).into_response();
+    }
+    npm.stats().record(Route::Packument, outcome, name.as_str());
+    set(&mut out, X_CACHE, &outcome.as_str().to_ascii_uppercase());
+    if outcome == Outcome::Stale {
+        set(&mut out, WARNING, "110 tiercache \"Response is Stale\"");
+    }
+    set(
+        &mut out,
+        CONTENT_TYPE,
+        if corgi { CORGI } else { "application/json" },
+    );
+    let body = render(&stored, base);
+    (StatusCode::OK, out, body).into_response()
+}
+
+fn blake3_short(s: &str) -> String {
+    tiercache_core::ContentHash::of(s.as_bytes()).to_hex()[..8].to_owned()
+}
+
+/// RFC 9110: If-None-Match decides when present, else If-Modified-Since; an unconditional
+/// request is never answered 304.
+fn not_modified(headers: &HeaderMap, tag: &str, idx: &PackageIndex) -> bool {
+    if let Some(inm) = headers.get("if-none-match").and_then(|v| v.to_str().ok()) {
+        return inm
+            .split(',')
+            .map(str::trim)
+            .any(|c| c == "*" || c.strip_prefix("W/").unwrap_or(c) == tag);
+    }
+    let since = headers
+        .get("if-modified-since")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| httpdate::parse_http_date(s).ok());
+    match (since, super::packument::parse_time(&idx.modified)) {
+        (Some(since), Some(modified)) => {
+            // Compare at the one-second precision of HTTP dates.
+            let secs = |t: std::time::SystemTime| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+            };
+            secs(modified) <= secs(since)
+        }
+        _ => false,
+    }
+}
+
+fn error_outcome(e: &NpmError) -> Outcome {
+    match e {
+        NpmError::NotFound => Outcome::NotFound,
+        _ => Outcome::Error,
+    }
+}
+
+fn set(headers: &mut HeaderMap, name: impl axum::http::header::IntoHeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
+    }
+}
+
+async fn tarball(
+    npm: &Arc<NpmFrontend>,
+    name: &PackageName,
+    basename: &str,
+    headers: &HeaderMap,
+) -> Response {
+    if npm.config().upstream_for(name.scope()).1 {
+        return private_tarball(npm, name, basename, headers).await;
+    }
+    let (hit, outcome) = match npm.tarball(name, basename).await {
+        Ok(v) => v,
+        Err(e) => {
+            npm.stats()
+                .record(Route::Tarball, error_outcome(&e), name.as_str());
+            return e.into_response();
+        }
+    };
+    let mut out = HeaderMap::new();
+    tarball_headers(&hit.meta, &mut out);
+    if etag::not_modified(headers, &hit.meta) {
+        npm.stats()
+            .record(Route::Tarball, Outcome::NotModified, name.as_str());
+        return (StatusCode::NOT_MODIFIED, out).into_response();
+    }
+    npm.stats().record(Route::Tarball, outcome, name.as_str());
+    set(&mut out, X_CACHE, &outcome.as_str().to_ascii_uppercase());
+    out.insert(CONTENT_LENGTH, HeaderValue::from(hit.meta.size));
+    set(&mut out, "x-tiercache-tier", hit.tier.as_str());
+    let body = match hit.body {
+        Body::Bytes(b) => HttpBody::from(b),
+        Body::Stream(s) => HttpBody::from_stream(s),
+    };
+    (StatusCode::OK, out, body).into_response()
+}
+
+fn tarball_headers(meta: &EntryMeta, out: &mut HeaderMap) {
+    set(out, CONTENT_TYPE, "application/octet-stream");
+    set(out, ETAG, &etag::etag(meta));
+    set(out, CACHE_CONTROL, "public, max-age=31536000, immutable");
+}
+
+/// A private scope's packument: fetched with the client's credentials, rewritten, never stored.
+async fn private_packument(
+    npm: &Arc<NpmFrontend>,
+    name: &PackageName,
+    headers: &HeaderMap,
+    base: &str,
+) -> Response {
+    match npm
+        .private_packument(name, headers.get(AUTHORIZATION))
+        .await
+    {
+        Ok(d) => {
+            let corgi = wants_corgi(headers);
+            let stored: Bytes = if corgi { d.corgi } else { d.full };
+            let mut out = HeaderMap::new();
+            set(
+                &mut out,
+                CONTENT_TYPE,
+                if corgi { CORGI } else { "application/json" },
+            );
+            set(&mut out, CACHE_CONTROL, "private, no-store");
+            set(&mut out, X_CACHE, "BYPASS");
+            (StatusCode::OK, out, render(&stored, base)).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A private scope's tarball: streamed through with the client's credentials, never stored.
+async fn private_tarball(
+    npm: &Arc<NpmFrontend>,
+    name: &PackageName,
+    basename: &str,
+    headers: &HeaderMap,
+) -> Response {
+    match npm
+        .private_tarball(name, basename, headers.get(AUTHORIZATION))
+        .await
+    {
+        Ok(resp) => {
+            let mut out = HeaderMap::new();
+            set(&mut out, CONTENT_TYPE, "application/octet-stream");
+            set(&mut out, CACHE_CONTROL, "private, no-store");
+            set(&mut out, X_CACHE, "BYPASS");
+            if let Some(len) = resp.content_length() {
+                out.insert(CONTENT_LENGTH, HeaderValue::from(len));
+            }
+            (
+                StatusCode::OK,
+                out,
+                HttpBody::from_stream(resp.bytes_stream()),
+            )
+                .into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
