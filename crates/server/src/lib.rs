@@ -22,6 +22,7 @@ pub use state::AppState;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::health::routes())
+        .merge(routes::admin::routes())
         .merge(routes::objects::routes())
         .merge(npm::routes::routes())
         // Bodies stream to disk and are limited by the store's own entry limit.

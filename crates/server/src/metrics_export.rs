@@ -5,6 +5,21 @@
 use metrics::{counter, gauge};
 use tiercache_store::{StatsSnapshot, TierName, TieredStore};
 
+use crate::npm::NpmFrontend;
+use crate::npm::stats::Route;
+
+/// Publishes the npm front-end's request counters (`kind="npm"`).
+pub fn publish_npm(npm: &NpmFrontend) {
+    for (route, outcome, n) in npm.stats().counts() {
+        let route = match route {
+            Route::Packument => "packument",
+            Route::Tarball => "tarball",
+        };
+        counter!("tiercache_requests_total", "kind" => "npm", "route" => route, "result" => outcome.as_str())
+            .absolute(n);
+    }
+}
+
 /// Publishes the current counters and usage of every tier to the recorder.
 pub async fn publish(store: &TieredStore) {
     publish_counters(TierName::L1, store.l1().stats().snapshot());

@@ -17,6 +17,6 @@ pub use body::{Body, BodyStream, Hit};
 pub use config::StoreConfig;
 pub use error::{LoadError, StoreError};
 pub use stats::{StatsSnapshot, TierName, TierStats};
-pub use tier::disk::DiskTier;
+pub use tier::disk::{DiskTier, KindUsage};
 pub use tier::memory::MemoryTier;
 pub use tiered::TieredStore;

@@ -21,6 +21,12 @@ pub fn routes() -> Router<AppState> {
 async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
     let (l1_entries, l1_bytes) = state.store.l1().usage().await;
     let l2 = state.store.l2().usage();
+    let npm = state.npm.as_ref().map(|n| {
+        json!({
+            "state": if n.origin_down() { "degraded" } else { "ok" },
+            "upstream": n.config().upstream,
+        })
+    });
     Json(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
@@ -40,6 +46,7 @@ async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
                 "stats": state.store.l2().stats().snapshot(),
             },
         },
+        "npm": npm,
     }))
 }
 
@@ -48,6 +55,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
         return (StatusCode::NOT_FOUND, "metrics are not enabled").into_response();
     };
     metrics_export::publish(&state.store).await;
+    if let Some(npm) = &state.npm {
+        metrics_export::publish_npm(npm);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         handle.render(),

@@ -1,4 +1,5 @@
 //! Route groups, one file each.
 
+pub mod admin;
 pub mod health;
 pub mod objects;

@@ -17,6 +17,8 @@ pub(super) const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("e
 pub(super) const ACCESS: TableDefinition<(u64, &str), ()> = TableDefinition::new("access");
 /// (expiry ms, key) — ascending order is soonest to expire first.
 pub(super) const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("expiry");
+/// Kind → (entries, bytes of their bodies), for per-front-end usage without a scan.
+pub(super) const KINDS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("kinds");
 /// Blob hash → (size, number of entries referring to it).
 pub(super) const BLOBS: TableDefinition<&[u8; 32], (u64, u64)> = TableDefinition::new("blobs");
 
@@ -65,7 +67,18 @@ pub(super) struct Tables<'t> {
     pub access: Table<'t, (u64, &'static str), ()>,
     pub expiry: Table<'t, (u64, &'static str), ()>,
     pub blobs: Table<'t, &'static [u8; 32], (u64, u64)>,
+    pub kinds: Table<'t, &'static str, (u64, u64)>,
     ttl: Duration,
+}
+
+/// The kind part of a key's text (`global/<kind>/…`, `user/<id>/<kind>/…`).
+pub(super) fn kind_of(key: &str) -> &str {
+    let mut parts = key.split('/');
+    let kind = match parts.next() {
+        Some("global") => parts.next(),
+        _ => parts.nth(1),
+    };
+    kind.unwrap_or("")
 }
 
 impl<'t> Tables<'t> {
@@ -75,6 +88,7 @@ impl<'t> Tables<'t> {
             access: txn.open_table(ACCESS)?,
             expiry: txn.open_table(EXPIRY)?,
             blobs: txn.open_table(BLOBS)?,
+            kinds: txn.open_table(KINDS)?,
             ttl,
         })
     }
@@ -104,6 +118,7 @@ impl<'t> Tables<'t> {
         self.entries.insert(key, record.encode()?.as_slice())?;
         self.access.insert((record.access_ms, key), ())?;
         self.expiry.insert((record.expires_at(self.ttl), key), ())?;
+        self.count_kind(key, record.meta.size, true)?;
         Ok((new_blob, previous.and_then(|(_, gone)| gone)))
     }
 
@@ -118,6 +133,7 @@ impl<'t> Tables<'t> {
         let record = record?;
         self.access.remove((record.access_ms, key))?;
         self.expiry.remove((record.expires_at(self.ttl), key))?;
+        self.count_kind(key, record.meta.size, false)?;
         let gone = self.drop_ref(&record.meta.hash)?;
         Ok(Some((record, gone)))
     }
@@ -134,6 +150,23 @@ impl<'t> Tables<'t> {
         record.access_ms = at_ms;
         self.access.insert((at_ms, key), ())?;
         self.entries.insert(key, record.encode()?.as_slice())?;
+        Ok(())
+    }
+
+    /// Adds (or takes away) one entry of `size` bytes to its kind's usage.
+    pub fn count_kind(&mut self, key: &str, size: u64, add: bool) -> Result<(), StoreError> {
+        let kind = kind_of(key);
+        let (n, bytes) = self.kinds.get(kind)?.map_or((0, 0), |v| v.value());
+        let next = if add {
+            (n + 1, bytes + size)
+        } else {
+            (n.saturating_sub(1), bytes.saturating_sub(size))
+        };
+        if next.0 == 0 {
+            self.kinds.remove(kind)?;
+        } else {
+            self.kinds.insert(kind, next)?;
+        }
         Ok(())
     }
 

@@ -14,7 +14,7 @@ mod maintenance;
 mod read;
 mod recovery;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -60,6 +60,13 @@ struct Inner {
     deferred: Mutex<HashSet<ContentHash>>,
     stats: TierStats,
     wake: Arc<tokio::sync::Notify>,
+}
+
+/// One kind's share of the disk tier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KindUsage {
+    pub entries: u64,
+    pub bytes: u64,
 }
 
 /// How the disk tier is doing, for `/healthz`.
@@ -228,6 +235,23 @@ impl DiskTier {
     /// The tier's counters.
     pub fn stats(&self) -> &TierStats {
         &self.inner.stats
+    }
+
+    /// Entries and bytes per kind (bytes of bodies, before dedup).
+    pub async fn usage_by_kind(&self) -> Result<BTreeMap<String, KindUsage>, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = inner.db.begin_read()?;
+            let table = txn.open_table(index::KINDS)?;
+            let mut out = BTreeMap::new();
+            for item in redb::ReadableTable::iter(&table)? {
+                let (k, v) = item?;
+                let (entries, bytes) = v.value();
+                out.insert(k.value().to_owned(), KindUsage { entries, bytes });
+            }
+            Ok(out)
+        })
+        .await?
     }
 
     fn check_size(&self, size: u64) -> Result<(), StoreError> {

@@ -85,6 +85,18 @@ pub(super) fn recover(
                 report.used_bytes += size;
             }
         }
+        // Per-kind usage, recounted from the entries that survived.
+        tables.kinds.retain(|_, _| false)?;
+        let mut sizes = Vec::new();
+        for item in tables.entries.iter()? {
+            let (k, v) = item?;
+            if let Ok(r) = Record::decode(v.value()) {
+                sizes.push((k.value().to_owned(), r.meta.size));
+            }
+        }
+        for (k, size) in sizes {
+            tables.count_kind(&k, size, true)?;
+        }
         report.entries = tables.entries.len()?;
     }
     txn.commit()?;

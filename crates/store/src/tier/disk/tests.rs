@@ -79,6 +79,16 @@ async fn identical_bytes_are_stored_once() {
     assert_eq!(blob_files(dir.path()), 1);
     assert_eq!(tier.usage().bytes, 10_000);
     assert_eq!(tier.usage().entries, 3);
+    let kinds = tier.usage_by_kind().await.unwrap();
+    assert_eq!(
+        kinds["object"],
+        super::KindUsage {
+            entries: 1,
+            bytes: 10_000
+        }
+    );
+    assert_eq!(kinds["build"].entries, 1);
+    assert_eq!(kinds["npm"].entries, 1);
     // The blob lives until its last reference goes.
     tier.delete(&key("one")).await.unwrap();
     assert_eq!(blob_files(dir.path()), 1);
@@ -359,6 +369,9 @@ async fn restart_keeps_entries_and_recovers_from_debris() {
     assert!(!l2.join("blobs").join(&orphan[..2]).join(&orphan).exists());
     assert_eq!(tier.usage().entries, 1);
     assert_eq!(tier.usage().bytes, b"kept across restarts".len() as u64);
+    let kinds = tier.usage_by_kind().await.unwrap();
+    assert_eq!(kinds.len(), 1);
+    assert_eq!(kinds["object"].entries, 1);
 }
 
 #[tokio::test]

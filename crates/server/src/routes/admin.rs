@@ -1,0 +1,81 @@
+//! `GET /admin/stats`: what the cache holds and how well it serves (the seed's
+//! `GlobalCacheStats`): per tier hits and hit rate, per kind entries and bytes, and the
+//! npm proxy's packages, bytes, hit rate and top packages.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use serde_json::{Value, json};
+use tiercache_store::StatsSnapshot;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The admin routes.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/admin/stats", get(stats))
+}
+
+fn rate(hits: u64, misses: u64) -> f64 {
+    if hits + misses == 0 {
+        0.0
+    } else {
+        hits as f64 / (hits + misses) as f64
+    }
+}
+
+fn tier(s: StatsSnapshot) -> Value {
+    json!({
+        "hits": s.hits,
+        "misses": s.misses,
+        "hit_rate": rate(s.hits, s.misses),
+        "bytes_read": s.bytes_read,
+        "bytes_written": s.bytes_written,
+        "evictions": s.evictions,
+        "expired": s.expired,
+        "corrupt": s.corrupt,
+    })
+}
+
+async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let store = &state.store;
+    let (l1, l2) = (store.l1().stats().snapshot(), store.l2().stats().snapshot());
+    let kinds = store.l2().usage_by_kind().await?;
+    // A lookup reaches L1 first; it is a cache hit if L1 or L2 had it.
+    let lookups = l1.hits + l1.misses;
+    let overall = if lookups == 0 {
+        0.0
+    } else {
+        (l1.hits + l2.hits) as f64 / lookups as f64
+    };
+    let mut body = json!({
+        "hit_rate": overall,
+        "tiers": {
+            "l1": tier(l1),
+            "l2": tier(l2),
+            "origin": tier(store.origin_stats().snapshot()),
+        },
+        "kinds": kinds,
+    });
+    if let Some(npm) = &state.npm {
+        let npm_bytes: u64 = kinds
+            .iter()
+            .filter(|(k, _)| k.starts_with("npm-"))
+            .map(|(_, u)| u.bytes)
+            .sum();
+        let packages = kinds.get("npm-index").map_or(0, |u| u.entries);
+        let tarballs = kinds.get("npm-tgz").map_or(0, |u| u.entries);
+        let report = npm.stats().report();
+        body["npm"] = json!({
+            "packages": packages,
+            "tarballs": tarballs,
+            "bytes": npm_bytes,
+            "hit_rate": report.hit_rate,
+            "requests": { "packuments": report.packuments, "tarballs": report.tarballs },
+            "top_packages": report.top_packages,
+            "origin_down": npm.origin_down(),
+        });
+    }
+    Ok(Json(body))
+}
