@@ -89,15 +89,17 @@ impl Upstream {
         etag: Option<&str>,
         auth: Option<&HeaderValue>,
     ) -> Result<Fetched<reqwest::Response>, UpstreamError> {
+        // One permit per request, not per attempt: a package the origin keeps failing costs
+        // the breaker one failure, so it cannot pause every other package on its own.
+        let permit = self
+            .breaker
+            .allow()
+            .map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
         let mut last = String::new();
         for attempt in 0..=self.retries {
             if attempt > 0 {
                 tokio::time::sleep(self.delay(attempt - 1)).await;
             }
-            let permit = self
-                .breaker
-                .allow()
-                .map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
             let mut req = self.client.get(url);
             if let Some(a) = accept {
                 req = req.header(ACCEPT, a);
@@ -115,7 +117,6 @@ impl Upstream {
                         || status == StatusCode::REQUEST_TIMEOUT
                         || status == StatusCode::TOO_MANY_REQUESTS
                     {
-                        permit.failure();
                         last = format!("{url} answered {status}");
                         debug!(attempt, %status, url, "origin failure, retrying");
                         continue;
@@ -129,12 +130,12 @@ impl Upstream {
                     };
                 }
                 Err(e) => {
-                    permit.failure();
                     last = format!("{url}: {e}");
                     debug!(attempt, error = %e, url, "origin unreachable, retrying");
                 }
             }
         }
+        permit.failure();
         warn!(error = %last, "origin failed after {} attempts", self.retries + 1);
         Err(UpstreamError::Unavailable(last))
     }
