@@ -12,5 +12,5 @@ cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 # The foundation's tests need no external service: the tiers are memory and local disk.
 
 cargo fmt --all -- --check
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace

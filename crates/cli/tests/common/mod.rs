@@ -91,6 +91,8 @@ impl Drop for Server {
 
 /// A plain HTTP client for loopback.
 pub fn client() -> reqwest::Client {
+    // reqwest is built without a default TLS provider; plain HTTP still needs one installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -153,3 +155,4 @@ pub async fn get_text(c: &reqwest::Client, url: &str) -> String {
 pub async fn get_json(c: &reqwest::Client, url: &str) -> serde_json::Value {
     serde_json::from_str(&get_text(c, url).await).expect("body is JSON")
 }
+pub mod origin;
