@@ -9,7 +9,13 @@ cd "$(dirname "$0")/.."
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 
-# The foundation's tests need no external service: the tiers are memory and local disk.
+# The npm proxy's end-to-end tests drive the real clients: npm (with Node.js) and pnpm.
+if ! command -v npm >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq nodejs npm
+fi
+if ! command -v pnpm >/dev/null 2>&1; then
+  npm install --global --no-audit --no-fund pnpm@10
+fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

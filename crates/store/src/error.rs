@@ -21,13 +21,13 @@ pub enum StoreError {
     #[error("invalid entry options: {0}")]
     Options(#[from] OptionsError),
     #[error("reading the request body failed: {0}")]
-    Body(std::io::Error),
+    Body(#[source] std::io::Error),
     #[error("disk I/O failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("index failed: {0}")]
     Index(String),
     #[error("loading from the origin failed: {0}")]
-    Load(LoadError),
+    Load(#[source] LoadError),
     #[error("background task failed: {0}")]
     Task(String),
 }

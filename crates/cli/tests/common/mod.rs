@@ -155,4 +155,5 @@ pub async fn get_text(c: &reqwest::Client, url: &str) -> String {
 pub async fn get_json(c: &reqwest::Client, url: &str) -> serde_json::Value {
     serde_json::from_str(&get_text(c, url).await).expect("body is JSON")
 }
+pub mod clients;
 pub mod origin;
