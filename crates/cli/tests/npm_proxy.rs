@@ -25,7 +25,16 @@ fn packages() -> Vec<Package> {
             .version(Version::new("1.2.0").dep("chain-c", "~2.0.0")),
         Package::with_versions("chain-c", &["2.0.0", "2.0.1", "3.0.0"]),
         Package::with_versions("never-cached", &["1.0.0"]),
+        Package::new("big").version(Version::new("1.0.0").file("blob.bin", noise(3 * 1024 * 1024))),
     ]
+}
+
+/// Incompressible bytes, so the tarball is as large as its content.
+fn noise(len: usize) -> Vec<u8> {
+    use rand::{RngCore, SeedableRng};
+    let mut b = vec![0u8; len];
+    rand::rngs::StdRng::seed_from_u64(7).fill_bytes(&mut b);
+    b
 }
 
 /// Starts tiercache in front of `origin`, with short freshness and quick retries so tests
@@ -324,6 +333,39 @@ async fn a_tarball_failing_its_integrity_check_is_never_cached() {
         origin.tarball("chain-b", "1.2.0").unwrap().as_slice()
     );
     assert_eq!(origin.tarball_requests_for("chain-b", "1.2.0"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_tarball_streams_while_fetched_and_is_cut_off_if_it_fails() {
+    let origin = Origin::start(packages()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &origin, "300s");
+    let c = client();
+    let url = server.url("/npm/big/-/big-1.0.0.tgz");
+    let want = origin.tarball("big", "1.0.0").unwrap();
+    assert!(want.len() > 2 * 1024 * 1024);
+
+    origin.corrupt_tarball("big", "1.0.0", true);
+    let r = get(&c, &url, None).await;
+    // Past the held-back first MiB the response has started; a failed check cuts it off,
+    // so the client never receives a complete, wrong tarball.
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-cache"], "MISS");
+    assert!(
+        r.bytes().await.is_err(),
+        "a corrupt tarball was delivered whole"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    origin.corrupt_tarball("big", "1.0.0", false);
+    let c = client();
+    let r = get(&c, &url, None).await;
+    assert_eq!(r.headers()["x-cache"], "MISS");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), want.as_slice());
+    let r = get(&c, &url, None).await;
+    assert_eq!(r.headers()["x-cache"], "HIT");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), want.as_slice());
+    assert_eq!(origin.tarball_requests_for("big", "1.0.0"), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,4 +19,4 @@ pub use error::{LoadError, StoreError};
 pub use stats::{StatsSnapshot, TierName, TierStats};
 pub use tier::disk::{DiskTier, KindUsage};
 pub use tier::memory::MemoryTier;
-pub use tiered::TieredStore;
+pub use tiered::{Fill, Loaded, TieredStore};

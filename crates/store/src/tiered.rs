@@ -2,16 +2,21 @@
 //! puts write through both tiers, and `get_or_load` loads each missing key once.
 
 use std::future::Future;
+use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
 use tiercache_core::{CacheKey, ContentHash, EntryMeta, PutOptions};
 
-use crate::body::{Body, Hit};
+use crate::body::{Body, BodyStream, Hit};
 use crate::clock::now_ms;
 use crate::config::StoreConfig;
 use crate::error::{LoadError, StoreError};
-use crate::single_flight::{Outcome, Role, SingleFlight};
+use crate::single_flight::{Leader, Outcome, Role, SingleFlight};
 use crate::stats::{TierName, TierStats};
 use crate::tier::disk::DiskTier;
 use crate::tier::memory::MemoryTier;
@@ -28,6 +33,76 @@ pub struct TieredStore {
 
 /// What a loader returns: the entry's options and body, or `None` if the origin has no such entry.
 pub type Loaded = Option<(PutOptions, Body)>;
+
+/// Chunks buffered between the loader and each of its two readers (caller and store).
+const TEE_DEPTH: usize = 16;
+
+/// What [`TieredStore::get_or_fill`] answers.
+pub enum Fill {
+    /// A stored entry (found, or stored by the caller that loaded it).
+    Hit(Hit),
+    /// This caller loaded it: the bytes as they arrive from the origin, while they are stored.
+    Filling(BodyStream),
+}
+
+enum Turn {
+    Done(Option<Hit>),
+    Lead(Leader, PutOptions, Body, Instant),
+}
+
+/// Copies the loader's stream to the store and to the caller. A caller that goes away does
+/// not stop the store's copy; an error ends both copies, so the store keeps nothing.
+async fn tee(
+    mut source: BodyStream,
+    to_store: mpsc::Sender<io::Result<Bytes>>,
+    to_caller: mpsc::Sender<io::Result<Bytes>>,
+) {
+    let (mut store_open, mut caller_open) = (true, true);
+    while let Some(item) = source.next().await {
+        match item {
+            Ok(chunk) => {
+                if store_open && to_store.send(Ok(chunk.clone())).await.is_err() {
+                    store_open = false;
+                }
+                if caller_open && to_caller.send(Ok(chunk)).await.is_err() {
+                    caller_open = false;
+                }
+                if !store_open && !caller_open {
+                    return;
+                }
+            }
+            Err(e) => {
+                let shared = Arc::new(e);
+                let copy = || io::Error::new(shared.kind(), SharedIoError(shared.clone()));
+                let _ = to_store.send(Err(copy())).await;
+                let _ = to_caller.send(Err(copy())).await;
+                return;
+            }
+        }
+    }
+}
+
+/// One loader error, handed to both readers of a tee; its source is the original.
+#[derive(Debug)]
+struct SharedIoError(Arc<io::Error>);
+
+impl std::fmt::Display for SharedIoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SharedIoError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.0.as_ref())
+    }
+}
+
+fn receiver_stream(rx: mpsc::Receiver<io::Result<Bytes>>) -> BodyStream {
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
 
 impl TieredStore {
     /// Opens both tiers as configured.
@@ -138,41 +213,43 @@ impl TieredStore {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Loaded, LoadError>>,
     {
-        let mut loader = Some(loader);
-        loop {
-            if let Some(hit) = self.get(key).await? {
-                return Ok(Some(hit));
+        let (leader, opts, body, t0) = match self.take_turn(key, loader).await? {
+            Turn::Done(hit) => return Ok(hit),
+            Turn::Lead(leader, opts, body, t0) => (leader, opts, body, t0),
+        };
+        let meta = match self.put(key, opts, body).await {
+            Ok(meta) => meta,
+            Err(e) => {
+                let e: LoadError = Arc::new(e);
+                leader.finish(Outcome::Failed(e.clone()));
+                return Err(StoreError::Load(e));
             }
-            let leader = match self.flights.join(key) {
-                Role::Leader(leader) => leader,
-                Role::Follower(follower) => match follower.wait().await {
-                    Some(Outcome::Stored) | None => continue,
-                    Some(Outcome::NotFound) => return Ok(None),
-                    Some(Outcome::Failed(e)) => return Err(StoreError::Load(e)),
-                },
-            };
-            // Someone may have finished between our miss and our lead.
-            if let Some(hit) = self.get(key).await? {
-                leader.finish(Outcome::Stored);
-                return Ok(Some(hit));
-            }
-            let Some(load) = loader.take() else {
-                return Err(StoreError::Task("loader already used".into()));
-            };
-            let t0 = Instant::now();
-            let loaded = match load().await {
-                Ok(loaded) => loaded,
-                Err(e) => {
-                    self.origin.error();
-                    leader.finish(Outcome::Failed(e.clone()));
-                    return Err(StoreError::Load(e));
-                }
-            };
-            let Some((opts, body)) = loaded else {
-                self.origin.miss(TierName::Origin, t0.elapsed());
-                leader.finish(Outcome::NotFound);
-                return Ok(None);
-            };
+        };
+        self.origin.hit(TierName::Origin, meta.size, t0.elapsed());
+        leader.finish(Outcome::Stored);
+        // Read back what was stored: followers do the same, and large bodies stream from disk.
+        self.get(key).await
+    }
+
+    /// Like [`TieredStore::get_or_load`], but the caller whose loader runs does not wait for
+    /// the store: it gets the loader's bytes as they arrive ([`Fill::Filling`]) while they are
+    /// written to every tier. If the loader's stream ends in an error, the caller's stream
+    /// ends in the same error and nothing is stored. Waiting callers read the stored entry.
+    pub async fn get_or_fill<F, Fut>(
+        &self,
+        key: &CacheKey,
+        loader: F,
+    ) -> Result<Option<Fill>, StoreError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Loaded, LoadError>>,
+    {
+        let (leader, opts, body, t0) = match self.take_turn(key, loader).await? {
+            Turn::Done(hit) => return Ok(hit.map(Fill::Hit)),
+            Turn::Lead(leader, opts, body, t0) => (leader, opts, body, t0),
+        };
+        let Body::Stream(source) = body else {
+            // Already whole: store it, then serve it like any hit.
             let meta = match self.put(key, opts, body).await {
                 Ok(meta) => meta,
                 Err(e) => {
@@ -183,8 +260,70 @@ impl TieredStore {
             };
             self.origin.hit(TierName::Origin, meta.size, t0.elapsed());
             leader.finish(Outcome::Stored);
-            // Read back what was stored: followers do the same, and large bodies stream from disk.
-            return self.get(key).await;
+            return Ok(self.get(key).await?.map(Fill::Hit));
+        };
+        let (to_store, store_rx) = mpsc::channel(TEE_DEPTH);
+        let (to_caller, caller_rx) = mpsc::channel(TEE_DEPTH);
+        let store = self.clone();
+        let k = key.clone();
+        tokio::spawn(async move {
+            let result = store
+                .put(&k, opts, Body::Stream(receiver_stream(store_rx)))
+                .await;
+            match result {
+                Ok(meta) => {
+                    store.origin.hit(TierName::Origin, meta.size, t0.elapsed());
+                    leader.finish(Outcome::Stored);
+                }
+                Err(e) => leader.finish(Outcome::Failed(Arc::new(e))),
+            }
+        });
+        tokio::spawn(tee(source, to_store, to_caller));
+        Ok(Some(Fill::Filling(receiver_stream(caller_rx))))
+    }
+
+    /// Shared by the loading calls: a hit, a wait on another caller's load, or the lead —
+    /// with the loader already run and its body in hand.
+    async fn take_turn<F, Fut>(&self, key: &CacheKey, loader: F) -> Result<Turn, StoreError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Loaded, LoadError>>,
+    {
+        let mut loader = Some(loader);
+        loop {
+            if let Some(hit) = self.get(key).await? {
+                return Ok(Turn::Done(Some(hit)));
+            }
+            let leader = match self.flights.join(key) {
+                Role::Leader(leader) => leader,
+                Role::Follower(follower) => match follower.wait().await {
+                    Some(Outcome::Stored) | None => continue,
+                    Some(Outcome::NotFound) => return Ok(Turn::Done(None)),
+                    Some(Outcome::Failed(e)) => return Err(StoreError::Load(e)),
+                },
+            };
+            // Someone may have finished between our miss and our lead.
+            if let Some(hit) = self.get(key).await? {
+                leader.finish(Outcome::Stored);
+                return Ok(Turn::Done(Some(hit)));
+            }
+            let Some(load) = loader.take() else {
+                return Err(StoreError::Task("loader already used".into()));
+            };
+            let t0 = Instant::now();
+            match load().await {
+                Ok(Some((opts, body))) => return Ok(Turn::Lead(leader, opts, body, t0)),
+                Ok(None) => {
+                    self.origin.miss(TierName::Origin, t0.elapsed());
+                    leader.finish(Outcome::NotFound);
+                    return Ok(Turn::Done(None));
+                }
+                Err(e) => {
+                    self.origin.error();
+                    leader.finish(Outcome::Failed(e.clone()));
+                    return Err(StoreError::Load(e));
+                }
+            }
         }
     }
 

@@ -244,3 +244,113 @@ async fn oversized_and_invalid_puts_are_refused() {
     );
     assert!(store.get(&key("big")).await.unwrap().is_none());
 }
+
+fn slow_stream(chunks: Vec<std::io::Result<Bytes>>) -> Body {
+    Body::Stream(Box::pin(futures::StreamExt::then(
+        futures::stream::iter(chunks),
+        |c| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            c
+        },
+    )))
+}
+
+async fn drain(fill: tiercache_store::Fill) -> std::io::Result<Bytes> {
+    match fill {
+        tiercache_store::Fill::Hit(hit) => hit.body.collect().await,
+        tiercache_store::Fill::Filling(s) => Body::Stream(s).collect().await,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_or_fill_streams_to_the_loader_while_storing_for_everyone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        let calls = calls.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(i * 5)).await;
+            let fill = store
+                .get_or_fill(&key("tee"), || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    let chunks = (0..10)
+                        .map(|i| Ok(Bytes::from(vec![i as u8; 1000])))
+                        .collect();
+                    Ok(Some((PutOptions::default(), slow_stream(chunks))))
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            let filling = matches!(fill, tiercache_store::Fill::Filling(_));
+            (filling, drain(fill).await.unwrap())
+        }));
+    }
+    let mut filling = 0;
+    for t in tasks {
+        let (f, bytes) = t.await.unwrap();
+        filling += usize::from(f);
+        assert_eq!(bytes.len(), 10_000);
+        assert_eq!(bytes[9_999], 9);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(filling, 1, "exactly one caller streams from the loader");
+    let hit = store.get(&key("tee")).await.unwrap().unwrap();
+    assert_eq!(hit.meta.size, 10_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_or_fill_keeps_nothing_when_the_loader_stream_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let fill = store
+        .get_or_fill(&key("bad"), || async {
+            let chunks = vec![
+                Ok(Bytes::from_static(b"looks fine ")),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "checksum mismatch",
+                )),
+            ];
+            Ok(Some((PutOptions::default(), slow_stream(chunks))))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let err = drain(fill).await.unwrap_err();
+    assert!(err.to_string().contains("checksum mismatch"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(store.get(&key("bad")).await.unwrap().is_none());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("l2/tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_or_fill_stores_even_if_the_caller_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let fill = store
+        .get_or_fill(&key("abandoned"), || async {
+            let chunks = (0..5).map(|_| Ok(Bytes::from(vec![7u8; 100]))).collect();
+            Ok(Some((PutOptions::default(), slow_stream(chunks))))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    drop(fill);
+    let mut stored = false;
+    for _ in 0..100 {
+        if store.get(&key("abandoned")).await.unwrap().is_some() {
+            stored = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stored, "the fill stopped when its caller went away");
+}

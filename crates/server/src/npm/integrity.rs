@@ -30,7 +30,9 @@ pub fn expected(tarball: &TarballRef) -> Option<Integrity> {
 }
 
 /// Wraps `body` so that it ends in an [`IntegrityMismatch`] error (inside an `io::Error`)
-/// instead of ending normally when its bytes do not match `sri`.
+/// when its bytes do not match `sri`. Each chunk is passed on only when the next one has
+/// arrived, so on a mismatch the error takes the place of the last chunk: a reader never
+/// receives every byte of a bad tarball.
 pub fn verify<S>(
     body: S,
     sri: Integrity,
@@ -40,30 +42,48 @@ where
     S: Stream<Item = io::Result<Bytes>> + Send + Unpin + 'static,
 {
     let expected = sri.to_string();
-    let state = (body, Some(IntegrityChecker::new(sri)));
-    futures::stream::unfold(state, move |(mut body, mut checker)| {
+    let state = Verifying {
+        body,
+        checker: Some(IntegrityChecker::new(sri)),
+        pending: None,
+    };
+    futures::stream::unfold(state, move |mut st| {
         let (url, expected) = (url.clone(), expected.clone());
         async move {
-            let c = checker.as_mut()?;
-            match body.next().await {
-                Some(Ok(chunk)) => {
-                    c.input(&chunk);
-                    Some((Ok(chunk), (body, checker)))
-                }
-                Some(Err(e)) => Some((Err(e), (body, None))),
-                None => match checker.take()?.result() {
-                    Ok(_) => None,
-                    Err(_) => {
-                        let e = IntegrityMismatch { url, expected };
-                        Some((
-                            Err(io::Error::new(io::ErrorKind::InvalidData, e)),
-                            (body, None),
-                        ))
+            loop {
+                let checker = st.checker.as_mut()?;
+                match st.body.next().await {
+                    Some(Ok(chunk)) => {
+                        checker.input(&chunk);
+                        if let Some(previous) = st.pending.replace(chunk) {
+                            return Some((Ok(previous), st));
+                        }
                     }
-                },
+                    Some(Err(e)) => {
+                        st.checker = None;
+                        return Some((Err(e), st));
+                    }
+                    None => {
+                        let verdict = st.checker.take()?.result();
+                        return match (verdict, st.pending.take()) {
+                            (Ok(_), Some(last)) => Some((Ok(last), st)),
+                            (Ok(_), None) => None,
+                            (Err(_), _) => {
+                                let e = IntegrityMismatch { url, expected };
+                                Some((Err(io::Error::new(io::ErrorKind::InvalidData, e)), st))
+                            }
+                        };
+                    }
+                }
             }
         }
     })
+}
+
+struct Verifying<S> {
+    body: S,
+    checker: Option<IntegrityChecker>,
+    pending: Option<Bytes>,
 }
 
 /// The mismatch behind an error, if that is what it is.

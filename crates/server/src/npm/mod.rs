@@ -23,7 +23,7 @@ use futures::TryStreamExt;
 use reqwest::header::HeaderValue;
 use tiercache_core::{CacheKey, ContentHash, PutOptions};
 use tiercache_store::single_flight::{Outcome as FlightOutcome, Role, SingleFlight};
-use tiercache_store::{Body, Hit, LoadError, TieredStore};
+use tiercache_store::{Body, Fill, Hit, LoadError, TieredStore};
 
 pub use config::NpmConfig;
 pub use error::NpmError;
@@ -36,6 +36,15 @@ const KIND_INDEX: &str = "npm-index";
 const KIND_FULL: &str = "npm-full";
 const KIND_CORGI: &str = "npm-corgi";
 const KIND_TARBALL: &str = "npm-tgz";
+
+/// A tarball as the front-end has it.
+pub enum Tarball {
+    /// Stored: verified bytes with their metadata.
+    Cached(Hit, Outcome),
+    /// Arriving from the origin for this caller (with the origin's length, if it said);
+    /// the stream ends in an error instead of completing if the bytes fail verification.
+    Fetching(tiercache_store::BodyStream, Option<u64>),
+}
 
 /// The npm front-end: its origin client, its settings and its counters.
 pub struct NpmFrontend {
@@ -245,15 +254,12 @@ impl NpmFrontend {
         Ok(Some((bytes, hash)))
     }
 
-    /// The tarball `basename` of `name`, from the cache or (once, verified) from the origin.
-    pub async fn tarball(
-        &self,
-        name: &PackageName,
-        basename: &str,
-    ) -> Result<(Hit, Outcome), NpmError> {
+    /// The tarball `basename` of `name`: from the cache, or — for the one caller that fetches
+    /// it — streaming from the origin while it is verified and stored.
+    pub async fn tarball(&self, name: &PackageName, basename: &str) -> Result<Tarball, NpmError> {
         let key = Self::key(name, KIND_TARBALL, Some(basename))?;
         if let Some(hit) = self.store.get(&key).await? {
-            return Ok((hit, Outcome::Hit));
+            return Ok(Tarball::Cached(hit, Outcome::Hit));
         }
         let (mut idx, _) = self.packument(name, false).await?;
         if !idx.tarballs.contains_key(basename) {
@@ -263,19 +269,15 @@ impl NpmFrontend {
         let Some(tref) = idx.tarballs.get(basename).cloned() else {
             return Err(NpmError::NotFound);
         };
-        let mut fetched = false;
-        let loaded = self
+        let mut length = None;
+        let filled = self
             .store
-            .get_or_load(&key, || {
-                fetched = true;
-                self.fetch_tarball(tref)
-            })
+            .get_or_fill(&key, || self.fetch_tarball(tref, &mut length))
             .await;
-        let outcome = if fetched { Outcome::Miss } else { Outcome::Hit };
-        match loaded {
-            Ok(Some(hit)) => Ok((hit, outcome)),
+        match filled {
+            Ok(Some(Fill::Hit(hit))) => Ok(Tarball::Cached(hit, Outcome::Hit)),
+            Ok(Some(Fill::Filling(body))) => Ok(Tarball::Fetching(body, length)),
             Ok(None) => Err(NpmError::NotFound),
-            Err(tiercache_store::StoreError::Load(e)) => Err(NpmError::from_load(&e)),
             Err(e) => Err(e.into()),
         }
     }
@@ -283,6 +285,7 @@ impl NpmFrontend {
     async fn fetch_tarball(
         &self,
         tref: packument::TarballRef,
+        length: &mut Option<u64>,
     ) -> Result<Option<(PutOptions, Body)>, LoadError> {
         let resp = match self.upstream.tarball(&tref.url, None).await {
             Ok(Fetched::Found(r)) => r,
@@ -294,6 +297,7 @@ impl NpmFrontend {
             }
             Err(e) => return Err(Arc::new(NpmError::from(e))),
         };
+        *length = resp.content_length();
         let stream = resp.bytes_stream().map_err(std::io::Error::other);
         let body: tiercache_store::BodyStream = match integrity::expected(&tref) {
             Some(sri) => Box::pin(integrity::verify(stream, sri, tref.url.clone())),

@@ -14,14 +14,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use tiercache_core::EntryMeta;
+use futures::StreamExt;
+use tiercache_core::{ContentHash, EntryMeta};
 use tiercache_store::Body;
 
-use super::NpmFrontend;
 use super::error::NpmError;
 use super::name::{NpmPath, PackageName, parse_path};
 use super::packument::{PackageIndex, render};
 use super::stats::{Outcome, Route};
+use super::{NpmFrontend, Tarball};
 use crate::etag;
 use crate::state::AppState;
 
@@ -29,6 +30,8 @@ use crate::state::AppState;
 const CORGI: &str = "application/vnd.npm.install-v1+json";
 /// Header telling how the cache answered.
 const X_CACHE: &str = "x-cache";
+/// How much of a tarball being fetched is held back until its integrity is known.
+const HOLD_BYTES: usize = 1024 * 1024;
 
 /// The npm routes.
 pub fn routes() -> Router<AppState> {
@@ -226,7 +229,8 @@ async fn tarball(
         return private_tarball(npm, name, basename, headers).await;
     }
     let (hit, outcome) = match npm.tarball(name, basename).await {
-        Ok(v) => v,
+        Ok(Tarball::Cached(hit, outcome)) => (hit, outcome),
+        Ok(Tarball::Fetching(body, length)) => return fetching(npm, name, body, length).await,
         Err(e) => {
             npm.stats()
                 .record(Route::Tarball, error_outcome(&e), name.as_str());
@@ -249,6 +253,67 @@ async fn tarball(
         Body::Stream(s) => HttpBody::from_stream(s),
     };
     (StatusCode::OK, out, body).into_response()
+}
+
+/// Answers the caller whose request fetches a tarball from the origin. The first
+/// [`HOLD_BYTES`] are held until the whole tarball has arrived and passed its integrity
+/// check, so a small tarball that fails is a clear 502; a larger one streams on as it
+/// arrives, and if it fails at the end the response is cut off rather than completed.
+async fn fetching(
+    npm: &Arc<NpmFrontend>,
+    name: &PackageName,
+    mut body: tiercache_store::BodyStream,
+    length: Option<u64>,
+) -> Response {
+    let mut held: Vec<Bytes> = Vec::new();
+    let mut held_len = 0usize;
+    loop {
+        match body.next().await {
+            None => {
+                let whole: Bytes = held.concat().into();
+                let mut out = HeaderMap::new();
+                set(&mut out, CONTENT_TYPE, "application/octet-stream");
+                set(
+                    &mut out,
+                    CACHE_CONTROL,
+                    "public, max-age=31536000, immutable",
+                );
+                set(&mut out, ETAG, &format!("\"{}\"", ContentHash::of(&whole)));
+                set(&mut out, X_CACHE, "MISS");
+                npm.stats()
+                    .record(Route::Tarball, Outcome::Miss, name.as_str());
+                return (StatusCode::OK, out, whole).into_response();
+            }
+            Some(Ok(chunk)) => {
+                held_len += chunk.len();
+                held.push(chunk);
+                if held_len > HOLD_BYTES {
+                    break;
+                }
+            }
+            Some(Err(e)) => {
+                let err = NpmError::from(tiercache_store::StoreError::Body(e));
+                npm.stats()
+                    .record(Route::Tarball, error_outcome(&err), name.as_str());
+                return err.into_response();
+            }
+        }
+    }
+    let mut out = HeaderMap::new();
+    set(&mut out, CONTENT_TYPE, "application/octet-stream");
+    set(
+        &mut out,
+        CACHE_CONTROL,
+        "public, max-age=31536000, immutable",
+    );
+    set(&mut out, X_CACHE, "MISS");
+    if let Some(len) = length {
+        out.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    npm.stats()
+        .record(Route::Tarball, Outcome::Miss, name.as_str());
+    let rest = futures::stream::iter(held.into_iter().map(Ok)).chain(body);
+    (StatusCode::OK, out, HttpBody::from_stream(rest)).into_response()
 }
 
 fn tarball_headers(meta: &EntryMeta, out: &mut HeaderMap) {
