@@ -420,6 +420,84 @@ async fn origin_trouble_is_503_or_stale_never_404() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_scopes_are_never_stored_and_carry_the_clients_credentials() {
+    let origin = Origin::start(packages()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tiercache.toml");
+    std::fs::write(&config, "[npm]\nprivate_scopes = [\"@acme\"]\n").unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &[
+            "--npm-upstream",
+            &origin.url(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let c = client();
+    for _ in 0..2 {
+        let r = c
+            .get(server.url("/npm/@acme%2futil"))
+            .header("accept", CORGI)
+            .header("authorization", "Bearer alice-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["x-cache"], "BYPASS");
+        assert!(
+            r.headers()["cache-control"]
+                .to_str()
+                .unwrap()
+                .contains("private")
+        );
+        let doc: Value = r.json().await.unwrap();
+        let tarball = doc["versions"]["1.0.0"]["dist"]["tarball"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(tarball.starts_with(&server.base), "{tarball}");
+        let r = c
+            .get(&tarball)
+            .header("authorization", "Bearer alice-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            r.bytes().await.unwrap().as_ref(),
+            origin.tarball("@acme/util", "1.0.0").unwrap().as_slice()
+        );
+    }
+    // Every request went to the origin with the client's own credentials; nothing was stored.
+    assert_eq!(origin.packument_requests_for("@acme/util"), 2);
+    assert_eq!(origin.tarball_requests_for("@acme/util", "1.0.0"), 2);
+    assert!(
+        origin
+            .request_log()
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some("Bearer alice-token"))
+    );
+    let stats = get_json(&c, &server.url("/admin/stats")).await;
+    assert_eq!(stats["npm"]["packages"], 0, "{stats}");
+    // Public packages still go through the cache, without anyone's credentials.
+    origin.clear_requests();
+    let r = c
+        .get(server.url("/npm/widget"))
+        .header("authorization", "Bearer alice-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-cache"], "MISS");
+    assert!(
+        origin
+            .request_log()
+            .iter()
+            .all(|r| r.authorization.is_none())
+    );
+}
+
 fn assert_installed(project: &Path, origin: &Origin) {
     let nm = project.join("node_modules");
     for (name, version) in [

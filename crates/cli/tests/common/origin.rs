@@ -345,6 +345,8 @@ pub struct RequestRecord {
     pub accept: Option<String>,
     pub if_none_match: Option<String>,
     pub user_agent: Option<String>,
+    /// The `Authorization` header, to see what a proxy forwards.
+    pub authorization: Option<String>,
 }
 
 struct VersionState {
@@ -903,6 +905,7 @@ async fn handle(State(ctx): State<Ctx>, req: Request) -> Response {
         accept: header_string(&headers, header::ACCEPT),
         if_none_match: header_string(&headers, header::IF_NONE_MATCH),
         user_agent: header_string(&headers, header::USER_AGENT),
+        authorization: header_string(&headers, header::AUTHORIZATION),
     });
 
     let mode = *ctx.shared.mode.lock().unwrap_or_else(|e| e.into_inner());
