@@ -21,7 +21,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use reqwest::header::HeaderValue;
-use tiercache_core::{CacheKey, ContentHash, PutOptions};
+use tiercache_core::{CacheKey, PutOptions};
 use tiercache_store::single_flight::{Outcome as FlightOutcome, Role, SingleFlight};
 use tiercache_store::{Body, Fill, Hit, LoadError, TieredStore};
 
@@ -53,7 +53,14 @@ pub struct NpmFrontend {
     config: NpmConfig,
     refreshes: SingleFlight,
     stats: NpmStats,
+    /// Documents rendered for a base URL, keyed by (stored content hash, base): the tiers
+    /// hold one canonical copy; this holds what each host is actually served, so a hot
+    /// packument costs neither a disk read nor a rewrite per request.
+    views: moka::future::Cache<(String, String), Bytes>,
 }
+
+/// Bytes of rendered documents kept in memory.
+const VIEW_BUDGET: u64 = 128 * 1024 * 1024;
 
 impl NpmFrontend {
     /// A front-end over `store`, fetching from `config.upstream`.
@@ -65,6 +72,13 @@ impl NpmFrontend {
             config,
             refreshes: SingleFlight::default(),
             stats: NpmStats::default(),
+            views: moka::future::Cache::builder()
+                .max_capacity(VIEW_BUDGET)
+                .weigher(|k: &(String, String), v: &Bytes| {
+                    u32::try_from(v.len() + k.0.len() + k.1.len()).unwrap_or(u32::MAX)
+                })
+                .time_to_idle(std::time::Duration::from_secs(3600))
+                .build(),
         }))
     }
 
@@ -234,24 +248,39 @@ impl NpmFrontend {
         Ok(idx)
     }
 
-    /// A stored document (full or abbreviated) of a package whose index is `idx`; `None` if it
-    /// is gone from the store (evicted), so the caller refreshes.
-    pub async fn document(
+    /// The document (full or abbreviated) of a package whose index is `idx`, rendered for
+    /// `base`, with the content hash of the stored copy; `None` if the stored copy is gone
+    /// (evicted), so the caller refreshes.
+    pub async fn view(
         &self,
         name: &PackageName,
+        idx: &PackageIndex,
         corgi: bool,
-    ) -> Result<Option<(Bytes, ContentHash)>, NpmError> {
+        base: &str,
+    ) -> Result<Option<(Bytes, String)>, NpmError> {
+        let hash = if corgi {
+            &idx.corgi_hash
+        } else {
+            &idx.full_hash
+        };
+        if let Some(bytes) = self.views.get(&(hash.clone(), base.to_owned())).await {
+            return Ok(Some((bytes, hash.clone())));
+        }
         let kind = if corgi { KIND_CORGI } else { KIND_FULL };
         let Some(hit) = self.store.get(&Self::key(name, kind, None)?).await? else {
             return Ok(None);
         };
-        let hash = hit.meta.hash;
-        let bytes = hit
+        let stored_hash = hit.meta.hash.to_hex();
+        let stored = hit
             .body
             .collect()
             .await
             .map_err(|e| NpmError::Internal(e.to_string()))?;
-        Ok(Some((bytes, hash)))
+        let rendered = packument::render(&stored, base);
+        self.views
+            .insert((stored_hash.clone(), base.to_owned()), rendered.clone())
+            .await;
+        Ok(Some((rendered, stored_hash)))
     }
 
     /// The tarball `basename` of `name`: from the cache, or — for the one caller that fetches

@@ -123,11 +123,11 @@ async fn packument(
     let corgi = wants_corgi(headers);
     let result = async {
         let (mut idx, mut outcome) = npm.packument(name, false).await?;
-        let mut doc = npm.document(name, corgi).await?;
+        let mut doc = npm.view(name, &idx, corgi, base).await?;
         if doc.is_none() {
             // The documents were evicted before the index: fetch again.
             (idx, outcome) = npm.packument(name, true).await?;
-            doc = npm.document(name, corgi).await?;
+            doc = npm.view(name, &idx, corgi, base).await?;
         }
         let (bytes, hash) = doc.ok_or_else(|| {
             NpmError::Unavailable("the packument could not be stored; try again".into())
@@ -135,7 +135,7 @@ async fn packument(
         Ok::<_, NpmError>((idx, outcome, bytes, hash))
     }
     .await;
-    let (idx, outcome, stored, hash) = match result {
+    let (idx, outcome, body, hash) = match result {
         Ok(v) => v,
         Err(e) => {
             npm.stats()
@@ -145,7 +145,7 @@ async fn packument(
     };
     let tag = format!(
         "\"{}-{}{}\"",
-        &hash.to_hex()[..32],
+        &hash[..32],
         &blake3_short(base),
         if corgi { "c" } else { "f" }
     );
@@ -171,7 +171,6 @@ async fn packument(
         CONTENT_TYPE,
         if corgi { CORGI } else { "application/json" },
     );
-    let body = render(&stored, base);
     (StatusCode::OK, out, body).into_response()
 }
 
