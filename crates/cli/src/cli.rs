@@ -14,9 +14,75 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing ServeArgs would buy nothing"
+)]
 pub enum Command {
     /// Run the cache server (memory + local disk by default; no other service needed).
     Serve(ServeArgs),
+    /// Show what a running server holds and how well it serves (from /admin/stats).
+    Stats(StatsArgs),
+    /// Print the .npmrc a sandbox should use to install through the cache.
+    Npmrc(NpmrcArgs),
+    /// Fill a running server's cache ahead of the installs that will need it.
+    Prewarm(PrewarmArgs),
+}
+
+/// Flags of `tiercache stats`.
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// The tiercache server to ask.
+    #[arg(long, env = "TIERCACHE_SERVER", default_value = crate::http::DEFAULT_SERVER)]
+    pub server: String,
+    /// Print the raw JSON of /admin/stats instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `tiercache npmrc`.
+#[derive(Args, Debug)]
+pub struct NpmrcArgs {
+    /// pnpm's shared store directory.
+    #[arg(long, default_value = crate::npmrc::DEFAULT_STORE_DIR)]
+    pub store_dir: String,
+    /// The registry URL [default: $TIERCACHE_SERVER/npm/, else http://127.0.0.1:7700/npm/].
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// Leave out pnpm's store settings (npm warns about keys it does not know).
+    #[arg(long)]
+    pub npm_only: bool,
+}
+
+/// `tiercache prewarm <ecosystem>`.
+#[derive(Args, Debug)]
+pub struct PrewarmArgs {
+    #[command(subcommand)]
+    pub target: PrewarmTarget,
+}
+
+/// What can be prewarmed.
+#[derive(Subcommand, Debug)]
+pub enum PrewarmTarget {
+    /// npm packages: packuments and tarballs, through the server's /npm/ routes.
+    Npm(PrewarmNpmArgs),
+}
+
+/// Flags of `tiercache prewarm npm`.
+#[derive(Args, Debug)]
+pub struct PrewarmNpmArgs {
+    /// Packages as NAME or NAME@RANGE (a semver range or a dist-tag; default: latest).
+    #[arg(value_name = "NAME[@RANGE]")]
+    pub packages: Vec<String>,
+    /// Add the packages most sandboxes install (react, next, vite, typescript, ...).
+    #[arg(long)]
+    pub popular: bool,
+    /// Also prewarm each package's dependencies, all the way down (not dev/peer/optional).
+    #[arg(long)]
+    pub deps: bool,
+    /// The tiercache server to fill.
+    #[arg(long, env = "TIERCACHE_SERVER", default_value = crate::http::DEFAULT_SERVER)]
+    pub server: String,
 }
 
 /// Flags of `tiercache serve`; anything unset falls back to the config file, then defaults.

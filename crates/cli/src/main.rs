@@ -2,7 +2,12 @@
 
 mod cli;
 mod config;
+mod http;
+mod npmrc;
+mod prewarm;
 mod serve;
+mod stats;
+mod stdout;
 
 use clap::Parser;
 
@@ -17,6 +22,9 @@ fn main() -> std::process::ExitCode {
         .init();
     let result = match cli.command {
         cli::Command::Serve(args) => serve::run(args),
+        cli::Command::Stats(args) => stats::run(args),
+        cli::Command::Npmrc(args) => npmrc::run(args),
+        cli::Command::Prewarm(args) => prewarm::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

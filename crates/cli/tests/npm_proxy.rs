@@ -628,3 +628,96 @@ async fn public_registry_opt_in() {
             .is_file()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prewarm_fills_the_cache_and_stats_report_it() {
+    let origin = Origin::start(packages()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &origin, "300s");
+    let base = server.base.clone();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_tiercache"))
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    };
+    let args = [
+        "prewarm",
+        "npm",
+        "--server",
+        &base,
+        "--deps",
+        "chain-a",
+        "@acme/util@^1",
+        "widget@next",
+    ];
+    let out = run(args.iter().map(|s| s.to_string()).collect())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    for (name, version) in [
+        ("chain-a", "1.0.0"),
+        ("chain-b", "1.2.0"),
+        ("chain-c", "2.0.1"),
+        ("@acme/util", "1.0.0"),
+        ("widget", "2.0.0-beta.1"),
+    ] {
+        assert_eq!(
+            origin.tarball_requests_for(name, version),
+            1,
+            "{name}@{version}"
+        );
+    }
+    let fetched = origin.tarball_requests();
+
+    // An install afterwards needs nothing more from the origin.
+    let project = dir.path().join("p");
+    write_project(&project, &[("chain-a", "^1.0.0"), ("@acme/util", "1.0.0")]);
+    let out = install(
+        "npm",
+        &project,
+        &server.url("/npm/"),
+        &dir.path().join("home"),
+    )
+    .await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(origin.tarball_requests(), fetched);
+
+    // A missing package or range fails the run, and says which.
+    let out = run(vec![
+        "prewarm".into(),
+        "npm".into(),
+        "--server".into(),
+        base.clone(),
+        "chain-c@^9".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("chain-c")
+            || String::from_utf8_lossy(&out.stdout).contains("chain-c")
+    );
+
+    let out = run(vec![
+        "stats".into(),
+        "--server".into(),
+        base.clone(),
+        "--json".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["npm"]["packages"], 5);
+    let out = run(vec!["stats".into(), "--server".into(), base])
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("chain-a") && text.contains("hit rate"),
+        "{text}"
+    );
+}
