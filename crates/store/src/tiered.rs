@@ -213,22 +213,38 @@ impl TieredStore {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Loaded, LoadError>>,
     {
-        let (leader, opts, body, t0) = match self.take_turn(key, loader).await? {
-            Turn::Done(hit) => return Ok(hit),
-            Turn::Lead(leader, opts, body, t0) => (leader, opts, body, t0),
-        };
-        let meta = match self.put(key, opts, body).await {
-            Ok(meta) => meta,
+        match self.take_turn(key, loader).await? {
+            Turn::Done(hit) => Ok(hit),
+            Turn::Lead(leader, opts, body, t0) => {
+                self.store_for(leader, key, opts, body, t0).await?;
+                // Read back what was stored: followers do the same, and large bodies
+                // stream from disk.
+                self.get(key).await
+            }
+        }
+    }
+
+    /// Stores what a leader loaded and tells its followers how that went.
+    async fn store_for(
+        &self,
+        leader: Leader,
+        key: &CacheKey,
+        opts: PutOptions,
+        body: Body,
+        t0: Instant,
+    ) -> Result<(), StoreError> {
+        match self.put(key, opts, body).await {
+            Ok(meta) => {
+                self.origin.hit(TierName::Origin, meta.size, t0.elapsed());
+                leader.finish(Outcome::Stored);
+                Ok(())
+            }
             Err(e) => {
                 let e: LoadError = Arc::new(e);
                 leader.finish(Outcome::Failed(e.clone()));
-                return Err(StoreError::Load(e));
+                Err(StoreError::Load(e))
             }
-        };
-        self.origin.hit(TierName::Origin, meta.size, t0.elapsed());
-        leader.finish(Outcome::Stored);
-        // Read back what was stored: followers do the same, and large bodies stream from disk.
-        self.get(key).await
+        }
     }
 
     /// Like [`TieredStore::get_or_load`], but the caller whose loader runs does not wait for
@@ -250,16 +266,7 @@ impl TieredStore {
         };
         let Body::Stream(source) = body else {
             // Already whole: store it, then serve it like any hit.
-            let meta = match self.put(key, opts, body).await {
-                Ok(meta) => meta,
-                Err(e) => {
-                    let e: LoadError = Arc::new(e);
-                    leader.finish(Outcome::Failed(e.clone()));
-                    return Err(StoreError::Load(e));
-                }
-            };
-            self.origin.hit(TierName::Origin, meta.size, t0.elapsed());
-            leader.finish(Outcome::Stored);
+            self.store_for(leader, key, opts, body, t0).await?;
             return Ok(self.get(key).await?.map(Fill::Hit));
         };
         let (to_store, store_rx) = mpsc::channel(TEE_DEPTH);
@@ -267,16 +274,9 @@ impl TieredStore {
         let store = self.clone();
         let k = key.clone();
         tokio::spawn(async move {
-            let result = store
-                .put(&k, opts, Body::Stream(receiver_stream(store_rx)))
-                .await;
-            match result {
-                Ok(meta) => {
-                    store.origin.hit(TierName::Origin, meta.size, t0.elapsed());
-                    leader.finish(Outcome::Stored);
-                }
-                Err(e) => leader.finish(Outcome::Failed(Arc::new(e))),
-            }
+            let body = Body::Stream(receiver_stream(store_rx));
+            // Followers learn the outcome through the leader; the caller, from its stream.
+            let _ = store.store_for(leader, &k, opts, body, t0).await;
         });
         tokio::spawn(tee(source, to_store, to_caller));
         Ok(Some(Fill::Filling(receiver_stream(caller_rx))))
