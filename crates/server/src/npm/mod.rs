@@ -92,6 +92,11 @@ impl NpmFrontend {
         &self.stats
     }
 
+    /// Whether `name` belongs to a private scope (never cached in a shared scope).
+    pub fn is_private(&self, name: &PackageName) -> bool {
+        self.config.upstream_for(name.scope()).1
+    }
+
     /// Whether the origin's breaker is open.
     pub fn origin_down(&self) -> bool {
         self.upstream.is_open()

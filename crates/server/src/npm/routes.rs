@@ -63,6 +63,13 @@ async fn handle(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> 
             s.chars().take(60).collect::<String>()
         ))
         .with_status(StatusCode::NOT_FOUND),
+        // Private scopes bypass the cache entirely.
+        NpmPath::Packument(name) if npm.is_private(&name) => {
+            private_packument(&npm, &name, &headers, &base).await
+        }
+        NpmPath::Tarball(name, basename) if npm.is_private(&name) => {
+            private_tarball(&npm, &name, &basename, &headers).await
+        }
         NpmPath::Packument(name) => packument(&npm, &name, &headers, &base).await,
         NpmPath::Tarball(name, basename) => tarball(&npm, &name, &basename, &headers).await,
     }
@@ -117,9 +124,6 @@ async fn packument(
     headers: &HeaderMap,
     base: &str,
 ) -> Response {
-    if npm.config().upstream_for(name.scope()).1 {
-        return private_packument(npm, name, headers, base).await;
-    }
     let corgi = wants_corgi(headers);
     let result = async {
         let (mut idx, mut outcome) = npm.packument(name, false).await?;
@@ -224,9 +228,6 @@ async fn tarball(
     basename: &str,
     headers: &HeaderMap,
 ) -> Response {
-    if npm.config().upstream_for(name.scope()).1 {
-        return private_tarball(npm, name, basename, headers).await;
-    }
     let (hit, outcome) = match npm.tarball(name, basename).await {
         Ok(Tarball::Cached(hit, outcome)) => (hit, outcome),
         Ok(Tarball::Fetching(body, length)) => return fetching(npm, name, body, length).await,
