@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::clients::{have, install, show, write_project};
 use common::origin::{Mode, Origin, Package, Version, integrity_of, shasum_of, unpack_tgz};
 use serde_json::Value;
 
@@ -313,38 +314,9 @@ async fn controls_publish_modes_corruption_and_stop() {
     assert_eq!(origin.tarball_requests(), 0);
 }
 
-fn have(cmd: &str) -> bool {
-    Command::new(cmd)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 fn read_json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
     serde_json::from_str(&text).unwrap()
-}
-
-/// npm, run in isolation: its own user config, cache and no proxy.
-fn npm(dir: &Path, registry: &str, args: &[&str]) -> std::process::Output {
-    let npmrc = dir.join("..").join("npmrc");
-    std::fs::write(&npmrc, "").unwrap();
-    Command::new("npm")
-        .args(args)
-        .arg("--registry")
-        .arg(registry)
-        .args(["--no-audit", "--no-fund", "--update-notifier=false"])
-        .arg("--cache")
-        .arg(dir.join("..").join("npm-cache"))
-        .current_dir(dir)
-        .env("NPM_CONFIG_USERCONFIG", &npmrc)
-        .env_remove("HTTP_PROXY")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("http_proxy")
-        .env_remove("https_proxy")
-        .env("NO_PROXY", "127.0.0.1")
-        .output()
-        .expect("npm runs")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,29 +328,16 @@ async fn real_npm_installs_from_the_origin() {
     let origin = Origin::start(packages()).await;
     let tmp = tempfile::tempdir().unwrap();
     let project = tmp.path().join("project");
-    std::fs::create_dir(&project).unwrap();
-    std::fs::write(
-        project.join("package.json"),
-        r#"{"name":"fixture-project","version":"1.0.0","private":true,
-            "dependencies":{"chain-a":"^1.0.0","@acme/util":"1.0.0","widget":"*"}}"#,
-    )
-    .unwrap();
-
-    let registry = origin.url();
-    let dir = project.clone();
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::task::spawn_blocking(move || npm(&dir, &registry, &["install"])),
-    )
-    .await
-    .expect("npm install finishes")
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "npm install failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    write_project(
+        &project,
+        &[
+            ("chain-a", "^1.0.0"),
+            ("@acme/util", "1.0.0"),
+            ("widget", "*"),
+        ],
     );
+    let out = install("npm", &project, &origin.url(), &tmp.path().join("home")).await;
+    assert!(out.status.success(), "npm install failed:\n{}", show(&out));
 
     let nm = project.join("node_modules");
     for (name, version) in [
