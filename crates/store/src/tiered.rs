@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use tiercache_core::{CacheKey, ContentHash, EntryMeta, PutOptions};
+use tiercache_core::{CacheKey, ContentHash, EntryMeta, Kind, PutOptions, Scope};
 
 use crate::body::{Body, BodyStream, Hit};
 use crate::clock::now_ms;
@@ -325,6 +325,23 @@ impl TieredStore {
                 }
             }
         }
+    }
+
+    /// Up to `limit` entries of `kind` in `scope` whose names start with `name_prefix`, in
+    /// name order (for operators' listings; it reads the disk tier's index).
+    pub async fn list(
+        &self,
+        scope: &Scope,
+        kind: &Kind,
+        name_prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(CacheKey, EntryMeta)>, StoreError> {
+        let prefix = format!("{scope}/{}/{name_prefix}", kind.as_str());
+        let rows = self.l2.list(&prefix, limit).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(k, m)| CacheKey::parse_path(&k).ok().map(|k| (k, m)))
+            .collect())
     }
 
     /// The memory tier (for health and metrics).

@@ -354,3 +354,35 @@ async fn get_or_fill_stores_even_if_the_caller_goes_away() {
     }
     assert!(stored, "the fill stopped when its caller went away");
 }
+
+#[tokio::test]
+async fn list_by_name_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    for name in ["team-a~01", "team-a~02", "team-b~01", "team-aa~01"] {
+        let k = CacheKey::parse("global", "turbo", name).unwrap();
+        store
+            .put(
+                &k,
+                PutOptions::default(),
+                Body::from(name.as_bytes().to_vec()),
+            )
+            .await
+            .unwrap();
+    }
+    let kind = tiercache_core::Kind::new("turbo").unwrap();
+    let rows = store
+        .list(&tiercache_core::Scope::Global, &kind, "team-a~", 100)
+        .await
+        .unwrap();
+    let names: Vec<_> = rows
+        .iter()
+        .map(|(k, _)| k.name().as_str().to_owned())
+        .collect();
+    assert_eq!(names, ["team-a~01", "team-a~02"]);
+    let rows = store
+        .list(&tiercache_core::Scope::Global, &kind, "team-", 1)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+}

@@ -10,6 +10,7 @@
 
 mod blobs;
 mod index;
+mod list;
 mod maintenance;
 mod read;
 mod recovery;
@@ -235,6 +236,17 @@ impl DiskTier {
     /// The tier's counters.
     pub fn stats(&self) -> &TierStats {
         &self.inner.stats
+    }
+
+    /// Up to `limit` live entries whose key text starts with `prefix`, in key order.
+    pub async fn list(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, EntryMeta)>, StoreError> {
+        let inner = self.inner.clone();
+        let prefix = prefix.to_owned();
+        tokio::task::spawn_blocking(move || inner.list(&prefix, limit)).await?
     }
 
     /// Entries and bytes per kind (bytes of bodies, before dedup).
