@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+use tiercache_server::build::BuildConfig;
 use tiercache_server::npm::NpmConfig;
 use tiercache_store::StoreConfig;
 
@@ -27,6 +28,19 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     #[serde(default)]
     pub npm: NpmFile,
+    #[serde(default)]
+    pub build: BuildFile,
+}
+
+/// The `[build]` section of the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildFile {
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    #[serde(default)]
+    pub read_only_tokens: Vec<String>,
+    pub max_artifact: Option<String>,
 }
 
 /// The `[npm]` section of the file.
@@ -73,6 +87,7 @@ pub struct ServeConfig {
     pub store: StoreConfig,
     /// `None` when no npm upstream is configured and the npm client has none either.
     pub npm: Option<NpmConfig>,
+    pub build: BuildConfig,
 }
 
 fn size(what: &str, s: &str) -> anyhow::Result<u64> {
@@ -149,7 +164,13 @@ impl ServeConfig {
         let public_url = args.public_url.or(file.public_url);
         let upstream = args.npm_upstream.or(file.npm.upstream.clone());
         let npm = resolve_npm(file.npm, upstream, public_url)?;
-        Ok(ServeConfig { listen, store, npm })
+        let build = resolve_build(file.build, &store)?;
+        Ok(ServeConfig {
+            listen,
+            store,
+            npm,
+            build,
+        })
     }
 }
 
@@ -204,6 +225,33 @@ fn resolve_npm(
         }
     }
     Ok(Some(c))
+}
+
+/// Build-cache tokens: the environment (`TIERCACHE_BUILD_TOKENS`,
+/// `TIERCACHE_BUILD_READONLY_TOKENS`, comma-separated) adds to the file's lists.
+fn resolve_build(file: BuildFile, store: &StoreConfig) -> anyhow::Result<BuildConfig> {
+    let from_env = |var: &str| -> Vec<String> {
+        std::env::var(var)
+            .map(|v| {
+                v.split(',')
+                    .map(|t| t.trim().to_owned())
+                    .filter(|t| !t.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut c = BuildConfig {
+        tokens: file.tokens,
+        read_only_tokens: file.read_only_tokens,
+        max_artifact_bytes: store.max_entry_bytes,
+    };
+    c.tokens.extend(from_env("TIERCACHE_BUILD_TOKENS"));
+    c.read_only_tokens
+        .extend(from_env("TIERCACHE_BUILD_READONLY_TOKENS"));
+    if let Some(s) = file.max_artifact {
+        c.max_artifact_bytes = size("build max_artifact", &s)?.min(store.max_entry_bytes);
+    }
+    Ok(c)
 }
 
 fn check_url(what: &str, url: &str) -> anyhow::Result<()> {

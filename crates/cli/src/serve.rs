@@ -1,8 +1,11 @@
 //! `tiercache serve`: open the store, listen, and shut down gracefully on SIGTERM/SIGINT.
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tiercache_server::AppState;
+use tiercache_server::build::BuildFrontend;
 use tiercache_server::npm::NpmFrontend;
 use tiercache_store::TieredStore;
 use tracing::{info, warn};
@@ -50,11 +53,18 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             None
         }
     };
+    let build = BuildFrontend::new(config.build);
+    if build.is_open() {
+        warn!(
+            "build cache: no tokens configured ([build] tokens or TIERCACHE_BUILD_TOKENS); anyone who can reach the server may read and write artifacts"
+        );
+    }
     let state = AppState {
         store,
         metrics: Some(metrics),
         max_body_bytes: config.store.max_entry_bytes,
         npm,
+        build: Arc::new(build),
     };
     tiercache_server::serve(listener, state, shutdown_signal()).await?;
     info!("tiercache stopped cleanly");

@@ -1,6 +1,7 @@
 //! The HTTP face of tiercache: the generic object API, `/healthz` and `/metrics`, over
 //! the tiered store. Front-ends (npm, build cache, assets) mount their routes here too.
 
+pub mod build;
 pub mod error;
 pub mod etag;
 pub mod metrics_export;
@@ -25,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::admin::routes())
         .merge(routes::objects::routes())
         .merge(npm::routes::routes())
+        .merge(build::routes::routes())
         // Bodies stream to disk and are limited by the store's own entry limit.
         .layer(DefaultBodyLimit::disable())
         .layer(TraceLayer::new_for_http())

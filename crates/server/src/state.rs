@@ -14,6 +14,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: u64,
+    /// The build cache (Turborepo remote cache API).
+    pub build: Arc<crate::build::BuildFrontend>,
     /// The npm registry proxy, if an upstream is configured.
     pub npm: Option<Arc<crate::npm::NpmFrontend>>,
 }

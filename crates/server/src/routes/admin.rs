@@ -58,6 +58,17 @@ async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
         },
         "kinds": kinds,
     });
+    let build = state.build.stats().report();
+    let turbo = kinds.get(crate::build::KIND).copied().unwrap_or_default();
+    body["build"] = json!({
+        "artifacts": turbo.entries,
+        "bytes": turbo.bytes,
+        "hits": build.hits,
+        "misses": build.misses,
+        "uploads": build.uploads,
+        "time_saved_ms": build.time_saved_ms,
+        "events": build.events,
+    });
     if let Some(npm) = &state.npm {
         let npm_bytes: u64 = kinds
             .iter()

@@ -1,0 +1,367 @@
+//! The Turborepo remote cache API (v8), as the `turbo` client uses it:
+//! `HEAD/GET/PUT /v8/artifacts/{hash}`, `POST /v8/artifacts` (batch query),
+//! `POST /v8/artifacts/events`, `GET /v8/artifacts/status`; and the operator's listing
+//! `GET /admin/build/artifacts?team=T`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body as HttpBody;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::{StreamExt, TryStreamExt};
+use serde_json::{Value, json};
+use tiercache_core::{EntryMeta, Headers, Kind, PutOptions, Scope};
+use tiercache_store::Body;
+
+use super::auth::Access;
+use super::error::TurboError;
+use super::{BuildFrontend, KIND, MAX_TAG, artifact_key, check_hash, check_team};
+use crate::state::AppState;
+
+const DURATION: &str = "x-artifact-duration";
+const TAG: &str = "x-artifact-tag";
+const SHA: &str = "x-artifact-sha";
+const DIRTY: &str = "x-artifact-dirty-hash";
+/// Largest JSON body of the batch and events calls.
+const MAX_JSON: usize = 1024 * 1024;
+/// Most hashes one batch query may ask about.
+const MAX_BATCH: usize = 1000;
+
+/// The build-cache routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v8/artifacts/status", get(status))
+        .route("/v8/artifacts/events", post(events))
+        .route("/v8/artifacts", post(batch))
+        .route(
+            "/v8/artifacts/{hash}",
+            get(get_artifact).head(head_artifact).put(put_artifact),
+        )
+        .route("/admin/build/artifacts", get(list))
+}
+
+type Params = Query<HashMap<String, String>>;
+
+/// The team a request is for: `teamId`, else `slug`.
+fn team_of(params: &HashMap<String, String>) -> Result<String, TurboError> {
+    let team = params
+        .get("teamId")
+        .or_else(|| params.get("slug"))
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| TurboError::bad_request("a team is required: ?teamId= or ?slug="))?;
+    check_team(team)?;
+    Ok(team.clone())
+}
+
+fn checked(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<(Arc<BuildFrontend>, Access, String), TurboError> {
+    let build = state.build.clone();
+    let access = build.tokens.check(headers)?;
+    let team = team_of(params)?;
+    Ok((build, access, team))
+}
+
+async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match state.build.tokens.check(&headers) {
+        Ok(_) => Json(json!({ "status": "enabled" })).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The artifact headers an entry carries back to turbo.
+fn artifact_headers(meta: &EntryMeta, out: &mut HeaderMap) {
+    out.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    out.insert(CONTENT_LENGTH, HeaderValue::from(meta.size));
+    let duration = meta
+        .headers
+        .get(DURATION)
+        .and_then(|d| d.parse::<u64>().ok())
+        .unwrap_or(0);
+    out.insert(DURATION, HeaderValue::from(duration));
+    for name in [TAG, SHA, DIRTY] {
+        if let Some(v) = meta
+            .headers
+            .get(name)
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            out.insert(name, v);
+        }
+    }
+}
+
+fn duration_of(meta: &EntryMeta) -> u64 {
+    meta.headers
+        .get(DURATION)
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn head_artifact(
+    State(state): State<AppState>,
+    Path(hash): Path<String>,
+    Query(params): Params,
+    headers: HeaderMap,
+) -> Result<Response, TurboError> {
+    let (_, _, team) = checked(&state, &headers, &params)?;
+    check_hash(&hash)?;
+    let key = artifact_key(&team, &hash)?;
+    let Some(meta) = state.store.head(&key).await? else {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    };
+    let mut out = HeaderMap::new();
+    artifact_headers(&meta, &mut out);
+    Ok((StatusCode::OK, out).into_response())
+}
+
+async fn get_artifact(
+    State(state): State<AppState>,
+    Path(hash): Path<String>,
+    Query(params): Params,
+    headers: HeaderMap,
+) -> Result<Response, TurboError> {
+    let (build, _, team) = checked(&state, &headers, &params)?;
+    check_hash(&hash)?;
+    let key = artifact_key(&team, &hash)?;
+    let Some(hit) = state.store.get(&key).await? else {
+        build.stats.miss();
+        return Err(TurboError::not_found());
+    };
+    build.stats.hit(key.name().as_str(), duration_of(&hit.meta));
+    let mut out = HeaderMap::new();
+    artifact_headers(&hit.meta, &mut out);
+    let body = match hit.body {
+        Body::Bytes(b) => HttpBody::from(b),
+        Body::Stream(s) => HttpBody::from_stream(s),
+    };
+    Ok((StatusCode::OK, out, body).into_response())
+}
+
+/// The metadata turbo sends with an upload, checked.
+fn upload_headers(headers: &HeaderMap) -> Result<Headers, TurboError> {
+    let text = |name: &str, max: usize| -> Result<Option<String>, TurboError> {
+        let Some(v) = headers.get(name) else {
+            return Ok(None);
+        };
+        let s = v
+            .to_str()
+            .map_err(|_| TurboError::bad_request(format!("{name} must be printable ASCII")))?;
+        if s.len() > max {
+            return Err(TurboError::bad_request(format!(
+                "{name} is longer than {max} characters"
+            )));
+        }
+        Ok(Some(s.to_owned()))
+    };
+    let mut out = Headers::new();
+    let duration = match text(DURATION, 20)? {
+        Some(d) => d.trim().parse::<u64>().map_err(|_| {
+            TurboError::bad_request(format!("{DURATION} must be a whole number of milliseconds"))
+        })?,
+        None => 0,
+    };
+    out.insert(DURATION.into(), duration.to_string());
+    for (name, max) in [(TAG, MAX_TAG), (SHA, 128), (DIRTY, 128)] {
+        if let Some(v) = text(name, max)? {
+            out.insert(name.into(), v);
+        }
+    }
+    Ok(out)
+}
+
+async fn put_artifact(
+    State(state): State<AppState>,
+    Path(hash): Path<String>,
+    Query(params): Params,
+    headers: HeaderMap,
+    body: HttpBody,
+) -> Result<Response, TurboError> {
+    let (build, access, team) = checked(&state, &headers, &params)?;
+    if access != Access::ReadWrite {
+        return Err(TurboError::forbidden(
+            "this token may only read from the cache",
+        ));
+    }
+    check_hash(&hash)?;
+    let limit = build.config.max_artifact_bytes;
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(TurboError::too_large(limit));
+    }
+    let meta_headers = upload_headers(&headers)?;
+    let key = artifact_key(&team, &hash)?;
+    let url = format!("/v8/artifacts/{hash}");
+    // Immutable: the first upload of a hash stays; later ones are acknowledged unread.
+    if state.store.head(&key).await?.is_some() {
+        return Ok((StatusCode::OK, Json(json!({ "urls": [url] }))).into_response());
+    }
+    let mut seen = 0u64;
+    let stream = body
+        .into_data_stream()
+        .map_err(std::io::Error::other)
+        .map(move |chunk| {
+            let chunk = chunk?;
+            seen += chunk.len() as u64;
+            if seen > limit {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::FileTooLarge,
+                    "artifact exceeds the limit",
+                ));
+            }
+            Ok(chunk)
+        });
+    let opts = PutOptions {
+        content_type: Some("application/octet-stream".into()),
+        headers: meta_headers,
+        ..Default::default()
+    };
+    match state
+        .store
+        .put(&key, opts, Body::Stream(Box::pin(stream)))
+        .await
+    {
+        Ok(_) => {}
+        Err(tiercache_store::StoreError::Body(e))
+            if e.kind() == std::io::ErrorKind::FileTooLarge =>
+        {
+            return Err(TurboError::too_large(limit));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    build.stats.upload();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "urls": [url] }))).into_response())
+}
+
+async fn read_json(body: HttpBody) -> Result<Value, TurboError> {
+    let bytes = axum::body::to_bytes(body, MAX_JSON).await.map_err(|_| {
+        TurboError::bad_request(format!("the JSON body is larger than {MAX_JSON} bytes"))
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| TurboError::bad_request(format!("the body is not valid JSON: {e}")))
+}
+
+async fn batch(
+    State(state): State<AppState>,
+    Query(params): Params,
+    headers: HeaderMap,
+    body: HttpBody,
+) -> Result<Json<Value>, TurboError> {
+    let (_, _, team) = checked(&state, &headers, &params)?;
+    let body = read_json(body).await?;
+    let hashes = body
+        .get("hashes")
+        .and_then(Value::as_array)
+        .ok_or_else(|| TurboError::bad_request("expected {\"hashes\": [...]}"))?;
+    if hashes.len() > MAX_BATCH {
+        return Err(TurboError::bad_request(format!(
+            "at most {MAX_BATCH} hashes per query"
+        )));
+    }
+    let mut out = serde_json::Map::new();
+    for h in hashes {
+        let hash = h
+            .as_str()
+            .ok_or_else(|| TurboError::bad_request("hashes must be strings"))?;
+        check_hash(hash)?;
+        let found = state.store.head(&artifact_key(&team, hash)?).await?;
+        let answer = match found {
+            Some(meta) => {
+                let mut v = json!({ "size": meta.size, "taskDurationMs": duration_of(&meta) });
+                if let Some(tag) = meta.headers.get(TAG) {
+                    v["tag"] = Value::String(tag.clone());
+                }
+                v
+            }
+            None => Value::Null,
+        };
+        out.insert(hash.to_owned(), answer);
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+async fn events(
+    State(state): State<AppState>,
+    Query(params): Params,
+    headers: HeaderMap,
+    body: HttpBody,
+) -> Result<Json<Value>, TurboError> {
+    let build = state.build.clone();
+    build.tokens.check(&headers)?;
+    if params.contains_key("teamId") || params.contains_key("slug") {
+        team_of(&params)?;
+    }
+    let body = read_json(body).await?;
+    let list = body
+        .as_array()
+        .ok_or_else(|| TurboError::bad_request("expected a JSON array of events"))?;
+    for e in list {
+        let source = e.get("source").and_then(Value::as_str).unwrap_or("");
+        let event = e.get("event").and_then(Value::as_str).unwrap_or("");
+        let known = matches!(source, "LOCAL" | "REMOTE") && matches!(event, "HIT" | "MISS");
+        if !known {
+            return Err(TurboError::bad_request(
+                "each event needs source LOCAL|REMOTE and event HIT|MISS",
+            ));
+        }
+        build.stats.event(source, event);
+    }
+    Ok(Json(json!({})))
+}
+
+/// `GET /admin/build/artifacts?team=T&limit=N`: the seed's `BuildCacheEntry` per artifact.
+async fn list(
+    State(state): State<AppState>,
+    Query(params): Params,
+    headers: HeaderMap,
+) -> Result<Json<Value>, TurboError> {
+    let build = state.build.clone();
+    build.tokens.check(&headers)?;
+    let prefix = match params.get("team") {
+        Some(t) => {
+            check_team(t)?;
+            format!("{t}~")
+        }
+        None => String::new(),
+    };
+    let limit = params
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(1000)
+        .min(100_000);
+    let kind = Kind::new(KIND).map_err(|e| TurboError::bad_request(e.to_string()))?;
+    let rows = state
+        .store
+        .list(&Scope::Global, &kind, &prefix, limit)
+        .await?;
+    let artifacts: Vec<Value> = rows
+        .into_iter()
+        .filter_map(|(key, meta)| {
+            let name = key.name().as_str();
+            let (team, hash) = name.split_once('~')?;
+            Some(json!({
+                "team": team,
+                "hash": hash,
+                "size": meta.size,
+                "created_ms": meta.created_ms,
+                "duration_ms": duration_of(&meta),
+                "hits": build.stats.hits_of(name),
+                "signed": meta.headers.contains_key(TAG),
+            }))
+        })
+        .collect();
+    Ok(Json(json!({ "artifacts": artifacts })))
+}
