@@ -16,6 +16,11 @@ fi
 if ! command -v pnpm >/dev/null 2>&1; then
   npm install --global --no-audit --no-fund pnpm@10
 fi
+# The build cache's end-to-end tests drive the real turbo (and turbo hashes git-tracked files).
+if ! command -v turbo >/dev/null 2>&1; then
+  npm install --global --no-audit --no-fund turbo@2
+fi
+command -v git >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq git; }
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
