@@ -8,6 +8,7 @@ pub mod metrics_export;
 pub mod npm;
 pub mod routes;
 pub mod state;
+pub mod upload;
 
 use std::future::Future;
 

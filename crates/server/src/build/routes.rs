@@ -14,7 +14,6 @@ use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 use tiercache_core::{EntryMeta, Headers, Kind, PutOptions, Scope};
 use tiercache_store::Body;
@@ -23,6 +22,7 @@ use super::auth::Access;
 use super::error::TurboError;
 use super::{BuildFrontend, KIND, MAX_TAG, artifact_key, check_hash, check_team};
 use crate::state::AppState;
+use crate::upload;
 
 const DURATION: &str = "x-artifact-duration";
 const TAG: &str = "x-artifact-tag";
@@ -209,37 +209,15 @@ async fn put_artifact(
     if state.store.head(&key).await?.is_some() {
         return Ok((StatusCode::OK, Json(json!({ "urls": [url] }))).into_response());
     }
-    let mut seen = 0u64;
-    let stream = body
-        .into_data_stream()
-        .map_err(std::io::Error::other)
-        .map(move |chunk| {
-            let chunk = chunk?;
-            seen += chunk.len() as u64;
-            if seen > limit {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::FileTooLarge,
-                    "artifact exceeds the limit",
-                ));
-            }
-            Ok(chunk)
-        });
     let opts = PutOptions {
         content_type: Some("application/octet-stream".into()),
         headers: meta_headers,
         ..Default::default()
     };
-    match state
-        .store
-        .put(&key, opts, Body::Stream(Box::pin(stream)))
-        .await
-    {
+    let body = Body::Stream(upload::limited(body, limit));
+    match state.store.put(&key, opts, body).await {
         Ok(_) => {}
-        Err(tiercache_store::StoreError::Body(e))
-            if e.kind() == std::io::ErrorKind::FileTooLarge =>
-        {
-            return Err(TurboError::too_large(limit));
-        }
+        Err(e) if upload::over_limit(&e) => return Err(TurboError::too_large(limit)),
         Err(e) => return Err(e.into()),
     }
     build.stats.upload();

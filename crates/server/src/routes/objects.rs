@@ -14,7 +14,6 @@ use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, LAST_MODIFIED};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 use tiercache_core::{CacheKey, EntryMeta, PutOptions};
 use tiercache_store::{Body, Hit};
@@ -22,6 +21,7 @@ use tiercache_store::{Body, Hit};
 use crate::error::ApiError;
 use crate::etag;
 use crate::state::AppState;
+use crate::upload;
 
 const PREFIX: &str = "/objects/";
 /// Header naming the tier that answered (`l1`, `l2`).
@@ -181,33 +181,10 @@ async fn put_object(
     if declared.is_some_and(|n| n > state.max_body_bytes) {
         return Err(too_large());
     }
-    let limit = state.max_body_bytes;
-    let mut seen = 0u64;
-    let stream = body
-        .into_data_stream()
-        .map_err(std::io::Error::other)
-        .map(move |chunk| {
-            let chunk = chunk?;
-            seen += chunk.len() as u64;
-            if seen > limit {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::FileTooLarge,
-                    "body exceeds the limit",
-                ));
-            }
-            Ok(chunk)
-        });
-    let meta = match state
-        .store
-        .put(&key, opts, Body::Stream(Box::pin(stream)))
-        .await
-    {
+    let body = Body::Stream(upload::limited(body, state.max_body_bytes));
+    let meta = match state.store.put(&key, opts, body).await {
         Ok(meta) => meta,
-        Err(tiercache_store::StoreError::Body(e))
-            if e.kind() == std::io::ErrorKind::FileTooLarge =>
-        {
-            return Err(too_large());
-        }
+        Err(e) if upload::over_limit(&e) => return Err(too_large()),
         Err(e) => return Err(e.into()),
     };
     let mut out = HeaderMap::new();
