@@ -27,6 +27,12 @@ pub enum Command {
     Npmrc(NpmrcArgs),
     /// Fill a running server's cache ahead of the installs that will need it.
     Prewarm(PrewarmArgs),
+    /// Print the build key (hex SHA-256) of source files, lockfile, configs and environment.
+    Hash(crate::build::args::HashArgs),
+    /// Save, restore and list build outputs in the cache; or wrap a build command with them.
+    Build(crate::build::args::BuildArgs),
+    /// Point a turbo workspace at this cache (writes DIR/.turbo/config.json).
+    TurboConfig(crate::build::args::TurboConfigArgs),
 }
 
 /// Flags of `tiercache stats`.

@@ -1,5 +1,6 @@
 //! `tiercache`: the command line of the cache server.
 
+mod build;
 mod cli;
 mod config;
 mod http;
@@ -20,14 +21,18 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let success = |()| std::process::ExitCode::SUCCESS;
     let result = match cli.command {
-        cli::Command::Serve(args) => serve::run(args),
-        cli::Command::Stats(args) => stats::run(args),
-        cli::Command::Npmrc(args) => npmrc::run(args),
-        cli::Command::Prewarm(args) => prewarm::run(args),
+        cli::Command::Serve(args) => serve::run(args).map(success),
+        cli::Command::Stats(args) => stats::run(args).map(success),
+        cli::Command::Npmrc(args) => npmrc::run(args).map(success),
+        cli::Command::Prewarm(args) => prewarm::run(args).map(success),
+        cli::Command::Hash(args) => build::hash(args),
+        cli::Command::Build(args) => build::run(args),
+        cli::Command::TurboConfig(args) => build::turbo::run(args).map(success),
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("tiercache: {e:#}");
             std::process::ExitCode::FAILURE
