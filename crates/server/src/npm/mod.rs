@@ -21,7 +21,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use reqwest::header::HeaderValue;
-use tiercache_core::{CacheKey, PutOptions};
+use tiercache_core::{CacheKey, ContentHash, PutOptions};
 use tiercache_store::single_flight::{Outcome as FlightOutcome, Role, SingleFlight};
 use tiercache_store::{Body, Fill, Hit, LoadError, TieredStore};
 
@@ -57,7 +57,12 @@ pub struct NpmFrontend {
     /// hold one canonical copy; this holds what each host is actually served, so a hot
     /// packument costs neither a disk read nor a rewrite per request.
     views: moka::future::Cache<(String, String), Bytes>,
+    /// Package indexes parsed from the store, keyed by the stored entry's content hash.
+    indexes: moka::future::Cache<ContentHash, Arc<PackageIndex>>,
 }
+
+/// Tarball references of parsed indexes kept in memory (about 300 bytes each).
+const INDEX_BUDGET: u64 = 64 * 1024 * 1024;
 
 /// Bytes of rendered documents kept in memory.
 const VIEW_BUDGET: u64 = 128 * 1024 * 1024;
@@ -78,6 +83,12 @@ impl NpmFrontend {
                     u32::try_from(v.len() + k.0.len() + k.1.len()).unwrap_or(u32::MAX)
                 })
                 .time_to_idle(std::time::Duration::from_secs(3600))
+                .build(),
+            indexes: moka::future::Cache::builder()
+                .max_capacity(INDEX_BUDGET)
+                .weigher(|_, idx: &Arc<PackageIndex>| {
+                    u32::try_from(512 + idx.tarballs.len() * 300).unwrap_or(u32::MAX)
+                })
                 .build(),
         }))
     }
@@ -107,29 +118,49 @@ impl NpmFrontend {
             .map_err(|e| NpmError::BadRequest(e.to_string()))
     }
 
-    async fn read_index(&self, name: &PackageName) -> Result<Option<PackageIndex>, NpmError> {
+    /// The package's index, parsed once per stored version (keyed by its content hash, so a
+    /// changed or removed entry is never answered from memory).
+    async fn read_index(&self, name: &PackageName) -> Result<Option<Arc<PackageIndex>>, NpmError> {
         let key = Self::key(name, KIND_INDEX, None)?;
+        let Some(meta) = self.store.head(&key).await? else {
+            return Ok(None);
+        };
+        if let Some(idx) = self.indexes.get(&meta.hash).await {
+            return Ok(Some(idx));
+        }
         let Some(hit) = self.store.get(&key).await? else {
             return Ok(None);
         };
+        let hash = hit.meta.hash;
         let bytes = hit
             .body
             .collect()
             .await
             .map_err(|e| NpmError::Internal(e.to_string()))?;
         // An unreadable index is a miss: the next fetch replaces it.
-        Ok(serde_json::from_slice(&bytes).ok())
+        let Ok(idx) = serde_json::from_slice::<PackageIndex>(&bytes) else {
+            return Ok(None);
+        };
+        let idx = Arc::new(idx);
+        self.indexes.insert(hash, idx.clone()).await;
+        Ok(Some(idx))
     }
 
-    async fn write_index(&self, name: &PackageName, idx: &PackageIndex) -> Result<(), NpmError> {
+    async fn write_index(
+        &self,
+        name: &PackageName,
+        idx: PackageIndex,
+    ) -> Result<Arc<PackageIndex>, NpmError> {
         let key = Self::key(name, KIND_INDEX, None)?;
-        let bytes = serde_json::to_vec(idx).map_err(|e| NpmError::Internal(e.to_string()))?;
+        let bytes = serde_json::to_vec(&idx).map_err(|e| NpmError::Internal(e.to_string()))?;
         let opts = PutOptions {
             content_type: Some("application/json".into()),
             ..Default::default()
         };
-        self.store.put(&key, opts, Body::from(bytes)).await?;
-        Ok(())
+        let meta = self.store.put(&key, opts, Body::from(bytes)).await?;
+        let idx = Arc::new(idx);
+        self.indexes.insert(meta.hash, idx.clone()).await;
+        Ok(idx)
     }
 
     /// The package's index, fresh if the origin can be asked, else stale; at most one
@@ -139,7 +170,7 @@ impl NpmFrontend {
         &self,
         name: &PackageName,
         force: bool,
-    ) -> Result<(PackageIndex, Outcome), NpmError> {
+    ) -> Result<(Arc<PackageIndex>, Outcome), NpmError> {
         let current = self.read_index(name).await?;
         if let Some(idx) = &current
             && !force
@@ -177,17 +208,17 @@ impl NpmFrontend {
     async fn refresh(
         &self,
         name: &PackageName,
-        current: Option<PackageIndex>,
-    ) -> Result<(PackageIndex, Outcome), NpmError> {
+        current: Option<Arc<PackageIndex>>,
+    ) -> Result<(Arc<PackageIndex>, Outcome), NpmError> {
         let (base, _) = self.config.upstream_for(name.scope());
         let url = format!("{base}{}", name.escaped());
         let etag = current.as_ref().and_then(|i| i.upstream_etag.as_deref());
         match self.upstream.packument(&url, etag, None).await {
             Ok(Fetched::NotModified) => match current {
-                Some(mut idx) => {
+                Some(current) => {
+                    let mut idx = (*current).clone();
                     idx.fetched_ms = now_ms();
-                    self.write_index(name, &idx).await?;
-                    Ok((idx, Outcome::Revalidated))
+                    Ok((self.write_index(name, idx).await?, Outcome::Revalidated))
                 }
                 // A 304 to an unconditional request: the origin is confused; treat as down.
                 None => Err(NpmError::Unavailable(format!("{url} answered 304 unasked"))),
@@ -212,7 +243,7 @@ impl NpmFrontend {
         &self,
         name: &PackageName,
         body: upstream::PackumentBody,
-    ) -> Result<PackageIndex, NpmError> {
+    ) -> Result<Arc<PackageIndex>, NpmError> {
         let n = name.clone();
         let bytes = body.bytes;
         let derived = tokio::task::spawn_blocking(move || packument::derive(&n, &bytes))
@@ -249,8 +280,7 @@ impl NpmFrontend {
             corgi_hash: corgi.hash.to_hex(),
             tarballs: derived.tarballs,
         };
-        self.write_index(name, &idx).await?;
-        Ok(idx)
+        self.write_index(name, idx).await
     }
 
     /// The document (full or abbreviated) of a package whose index is `idx`, rendered for
