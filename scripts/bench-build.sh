@@ -138,7 +138,8 @@ if ! trc_ok; then
     trc_ok || die "turborepo-remote-cache 2.x missing after the install in $TRC_DIR"
 fi
 TRC_VERSION="$(jq -r .version "$TRC_PKG")"
-TRC_JS="$TRC_DIR/node_modules/turborepo-remote-cache/$(jq -r '.bin["turborepo-remote-cache"] // .bin // "dist/cli.js"' "$TRC_PKG")"
+TRC_JS="$(jq -r '.bin["turborepo-remote-cache"] // .bin // "dist/cli.js"' "$TRC_PKG")"
+TRC_JS="$TRC_DIR/node_modules/turborepo-remote-cache/${TRC_JS#./}"
 [[ -f "$TRC_JS" ]] || die "no turborepo-remote-cache entry point at $TRC_JS"
 
 # The Node it asks for (engines.node, e.g. ">=20.0.0"): the machine's, if it is new enough,
