@@ -71,11 +71,6 @@ impl SingleFlight {
             inflight: self.inflight.clone(),
         })
     }
-
-    /// Loads in progress now.
-    pub fn in_progress(&self) -> usize {
-        self.inflight.lock().map(|m| m.len()).unwrap_or(0)
-    }
 }
 
 impl Leader {

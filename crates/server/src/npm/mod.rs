@@ -322,27 +322,39 @@ impl NpmFrontend {
     /// it — streaming from the origin while it is verified and stored.
     pub async fn tarball(&self, name: &PackageName, basename: &str) -> Result<Tarball, NpmError> {
         let key = Self::key(name, KIND_TARBALL, Some(basename))?;
-        if let Some(hit) = self.store.get(&key).await? {
-            return Ok(Tarball::Cached(hit, Outcome::Hit));
-        }
-        let (mut idx, _) = self.packument(name, false).await?;
-        if !idx.tarballs.contains_key(basename) {
-            // Maybe published since our copy: ask the origin before saying 404.
-            idx = self.packument(name, true).await?.0;
-        }
-        let Some(tref) = idx.tarballs.get(basename).cloned() else {
-            return Err(NpmError::NotFound);
-        };
         let mut length = None;
         let filled = self
             .store
-            .get_or_fill(&key, || self.fetch_tarball(tref, &mut length))
+            .get_or_fill(&key, || self.load_tarball(name, basename, &mut length))
             .await;
         match filled {
             Ok(Some(Fill::Hit(hit))) => Ok(Tarball::Cached(hit, Outcome::Hit)),
             Ok(Some(Fill::Filling(body))) => Ok(Tarball::Fetching(body, length)),
             Ok(None) => Err(NpmError::NotFound),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Runs only on a miss: finds the tarball's origin URL and integrity in the package index
+    /// (asking the origin again if the copy does not list it), then fetches it.
+    async fn load_tarball(
+        &self,
+        name: &PackageName,
+        basename: &str,
+        length: &mut Option<u64>,
+    ) -> Result<Option<(PutOptions, Body)>, LoadError> {
+        let index = async {
+            let (mut idx, _) = self.packument(name, false).await?;
+            if !idx.tarballs.contains_key(basename) {
+                // Maybe published since our copy: ask the origin before saying 404.
+                idx = self.packument(name, true).await?.0;
+            }
+            Ok::<_, NpmError>(idx.tarballs.get(basename).cloned())
+        };
+        match index.await {
+            Ok(Some(tref)) => self.fetch_tarball(tref, length).await,
+            Ok(None) | Err(NpmError::NotFound) => Ok(None),
+            Err(e) => Err(Arc::new(e)),
         }
     }
 
