@@ -78,6 +78,7 @@ pub struct TierFile {
     pub ttl: Option<String>,
     pub low_watermark_percent: Option<u8>,
     pub sweep_interval: Option<String>,
+    pub fsync: Option<bool>,
 }
 
 /// Everything `serve` needs, resolved.
@@ -152,8 +153,14 @@ impl ServeConfig {
         if let Some(s) = file.l2.sweep_interval {
             store.sweep_interval = duration("L2 sweep interval", &s)?;
         }
-        if file.l1.low_watermark_percent.is_some() || file.l1.sweep_interval.is_some() {
-            bail!("l1 has no low_watermark_percent or sweep_interval; they belong to l2");
+        if let Some(f) = file.l2.fsync {
+            store.l2.fsync = f;
+        }
+        if file.l1.low_watermark_percent.is_some()
+            || file.l1.sweep_interval.is_some()
+            || file.l1.fsync.is_some()
+        {
+            bail!("l1 has no low_watermark_percent, sweep_interval or fsync; they belong to l2");
         }
         if file.l2.max_entry.is_some() {
             bail!("l2 has no max_entry; use max_body for the largest entry");

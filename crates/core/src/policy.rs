@@ -37,6 +37,10 @@ pub struct L2Policy {
     pub low_watermark_percent: u8,
     /// How long an entry is served after it was written to disk.
     pub ttl: Duration,
+    /// Whether a blob is flushed to stable storage before its write is acknowledged. Off,
+    /// a power loss can turn recent entries into misses (reads verify every byte, so they
+    /// are never served wrong); on, a write costs the disk's fsync bandwidth.
+    pub fsync: bool,
 }
 
 impl Default for L2Policy {
@@ -45,6 +49,7 @@ impl Default for L2Policy {
             budget_bytes: 50_000_000_000,
             low_watermark_percent: 90,
             ttl: 7 * DAY,
+            fsync: true,
         }
     }
 }

@@ -1,9 +1,11 @@
-//! Blob files on disk, named by content hash: written to a temporary file, fsynced,
-//! renamed into place and the directory fsynced, so a blob file is either whole or absent.
+//! Blob files on disk, named by content hash: written to a temporary file, fsynced (unless
+//! configured off), renamed into place and the directory fsynced, so a blob file is either
+//! whole or absent.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -17,10 +19,40 @@ pub(super) struct BlobDir {
     blobs: PathBuf,
     tmp: PathBuf,
     pins: Mutex<HashMap<ContentHash, u32>>,
+    /// Whether writes are flushed to stable storage before they count as done.
+    sync: bool,
+    /// Blob files known to hold their hash's bytes, as of their file stamp.
+    verified: Mutex<HashMap<ContentHash, Stamp>>,
+}
+
+/// Most blobs remembered as verified; the memo starts over when it is full.
+const MAX_VERIFIED: usize = 65_536;
+
+/// What identifies one version of a file: a rewrite or replacement changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Stamp {
+    pub fn of(meta: &fs::Metadata) -> Stamp {
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
 }
 
 impl BlobDir {
-    pub fn open(root: &Path) -> io::Result<Self> {
+    pub fn open(root: &Path, sync: bool) -> io::Result<Self> {
         let blobs = root.join("blobs");
         let tmp = root.join("tmp");
         fs::create_dir_all(&blobs)?;
@@ -30,7 +62,37 @@ impl BlobDir {
             blobs,
             tmp,
             pins: Mutex::new(HashMap::new()),
+            sync,
+            verified: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Whether writes are flushed to stable storage.
+    pub fn syncs(&self) -> bool {
+        self.sync
+    }
+
+    /// Remembers that the file `hash` names, as it is now, holds exactly those bytes.
+    pub fn mark_verified(&self, hash: ContentHash, stamp: Stamp) {
+        if let Ok(mut v) = self.verified.lock() {
+            if v.len() >= MAX_VERIFIED {
+                v.clear();
+            }
+            v.insert(hash, stamp);
+        }
+    }
+
+    /// Whether the file `hash` names was verified and has not changed since.
+    pub fn was_verified(&self, hash: &ContentHash, stamp: &Stamp) -> bool {
+        self.verified
+            .lock()
+            .is_ok_and(|v| v.get(hash) == Some(stamp))
+    }
+
+    fn forget_verified(&self, hash: &ContentHash) {
+        if let Ok(mut v) = self.verified.lock() {
+            v.remove(hash);
+        }
     }
 
     pub fn blobs_dir(&self) -> &Path {
@@ -66,18 +128,25 @@ impl BlobDir {
         let parent = target.parent().unwrap_or(&self.blobs);
         if !parent.exists() {
             fs::create_dir_all(parent)?;
-            sync_dir(&self.blobs)?;
+            if self.sync {
+                sync_dir(&self.blobs)?;
+            }
         }
         let from = temp.into_path();
         if let Err(e) = fs::rename(&from, &target) {
             let _ = fs::remove_file(&from);
             return Err(e);
         }
-        sync_dir(parent)
+        // Its bytes were hashed on the way in.
+        if let Ok(meta) = fs::metadata(&target) {
+            self.mark_verified(*hash, Stamp::of(&meta));
+        }
+        if self.sync { sync_dir(parent) } else { Ok(()) }
     }
 
     /// Removes the blob file; a missing file is not an error.
     pub fn unlink(&self, hash: &ContentHash) -> io::Result<()> {
+        self.forget_verified(hash);
         match fs::remove_file(self.path(hash)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -147,11 +216,11 @@ impl TempFile {
         self.file = Some(file);
     }
 
-    /// Writes everything and flushes it to stable storage.
-    pub fn write_all_synced(&mut self, bytes: &[u8]) -> io::Result<()> {
+    /// Writes everything, flushed to stable storage if `sync`.
+    pub fn write_all(&mut self, bytes: &[u8], sync: bool) -> io::Result<()> {
         let f = self.file()?;
         f.write_all(bytes)?;
-        f.sync_all()
+        if sync { f.sync_all() } else { Ok(()) }
     }
 
     fn into_path(mut self) -> PathBuf {

@@ -142,7 +142,7 @@ impl DiskTier {
         let size = meta.size;
         tokio::task::spawn_blocking(move || {
             let mut temp = inner.dir.temp()?;
-            temp.write_all_synced(&bytes)?;
+            temp.write_all(&bytes, inner.dir.syncs())?;
             inner.commit(&k, meta, temp)
         })
         .await?
@@ -178,7 +178,11 @@ impl DiskTier {
                 k.extend_from_slice(&chunk);
             }
         }
-        file.sync_all().await?;
+        if self.inner.dir.syncs() {
+            file.sync_all().await?;
+        } else {
+            file.flush().await?;
+        }
         temp.restore(file.into_std().await);
         let hash = hasher.finish();
         if let Some(expected) = opts.expected_hash
@@ -279,7 +283,7 @@ impl Inner {
     fn open(config: &StoreConfig) -> Result<Inner, StoreError> {
         let root = config.data_dir.join("l2");
         std::fs::create_dir_all(&root)?;
-        let dir = Arc::new(BlobDir::open(&root)?);
+        let dir = Arc::new(BlobDir::open(&root, config.l2.fsync)?);
         let db = Database::create(root.join("index.redb"))?;
         let report = recovery::recover(&db, &dir, config.l2.ttl)?;
         let available = fs4::available_space(&root).unwrap_or(u64::MAX);

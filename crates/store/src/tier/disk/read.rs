@@ -1,9 +1,9 @@
 //! The L2 read path: look up, lease the blob, verify its bytes, and only then answer.
 //!
 //! Small blobs are read whole and verified in memory. Large ones are verified in a first
-//! streaming pass and then served from the same open file in a second pass that hashes
-//! again and ends the stream in an error if the bytes changed in between, so corrupt bytes
-//! never reach a client as a complete response.
+//! streaming pass (skipped if the file is unchanged since it was last verified or written)
+//! and then served in a pass that hashes again and ends the stream in an error if the bytes
+//! changed, so corrupt bytes never reach a client as a complete response.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -17,7 +17,7 @@ use tokio_util::io::ReaderStream;
 use tracing::warn;
 
 use super::Inner;
-use super::blobs::Lease;
+use super::blobs::{Lease, Stamp};
 use super::index::{ENTRIES, Record};
 use crate::body::{Body, Hit};
 use crate::clock::now_ms;
@@ -58,11 +58,17 @@ impl Inner {
             }
             Body::Bytes(Bytes::from(buf))
         } else {
-            if !verify_file(&mut file, size, &hash)? {
-                self.quarantine(key, &hash)?;
-                return Ok(None);
+            // A blob verified since it last changed is not read twice; the served pass
+            // below still verifies every byte.
+            let stamp = Stamp::of(&file.metadata()?);
+            if !self.dir.was_verified(&hash, &stamp) {
+                if !verify_file(&mut file, size, &hash)? {
+                    self.quarantine(key, &hash)?;
+                    return Ok(None);
+                }
+                self.dir.mark_verified(hash, stamp);
+                file.seek(SeekFrom::Start(0))?;
             }
-            file.seek(SeekFrom::Start(0))?;
             self.verified_stream(key, file, record.meta.size, hash, lease)
         };
         self.touch(key);

@@ -125,6 +125,7 @@ async fn budget_evicts_least_recently_used() {
         budget_bytes: 10_000,
         low_watermark_percent: 80,
         ttl: Duration::from_secs(3600),
+        ..L2Policy::default()
     };
     let tier = DiskTier::open(&cfg).await.unwrap();
     for i in 0..8u8 {
@@ -390,4 +391,32 @@ async fn a_leased_blob_outlives_its_entry() {
     tier.maintain().await.unwrap();
     assert_eq!(blob_files(dir.path()), 0);
     assert_eq!(tier.usage().bytes, 0);
+}
+
+#[tokio::test]
+async fn without_fsync_entries_still_round_trip_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.l2.fsync = false;
+    cfg.inline_read_bytes = 1024;
+    let body: Vec<u8> = (0..1_500_000u32).map(|i| (i % 199) as u8).collect();
+    {
+        let tier = DiskTier::open(&cfg).await.unwrap();
+        put(&tier, &key("small"), b"tiny").await;
+        let chunks: Vec<std::io::Result<Bytes>> = body
+            .chunks(65_536)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let stream = futures::stream::iter(chunks);
+        tier.put_stream(&key("big"), PutOptions::default(), Box::pin(stream), 0)
+            .await
+            .unwrap();
+        assert_eq!(read(&tier, &key("big")).await.unwrap(), body);
+    }
+    let tier = DiskTier::open(&cfg).await.unwrap();
+    assert_eq!(
+        read(&tier, &key("small")).await.as_deref(),
+        Some(&b"tiny"[..])
+    );
+    assert_eq!(read(&tier, &key("big")).await.unwrap(), body);
 }
