@@ -21,6 +21,21 @@ if ! command -v turbo >/dev/null 2>&1; then
   npm install --global --no-audit --no-fund turbo@2
 fi
 command -v git >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq git; }
+# The shared tier's tests run a real Redis (Debian's redis-server) and a real S3-compatible
+# server (moto, from PyPI, in a git-ignored virtualenv unless one is on PATH already).
+command -v redis-server >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq redis-server; }
+if [[ -z "${TIERCACHE_MOTO_SERVER:-}" ]]; then
+  if command -v moto_server >/dev/null 2>&1; then
+    TIERCACHE_MOTO_SERVER="$(command -v moto_server)"
+  else
+    [[ -x .tools/s3-venv/bin/moto_server ]] || {
+      python3 -m venv .tools/s3-venv
+      .tools/s3-venv/bin/pip install -q 'moto[server]==5.2.5'
+    }
+    TIERCACHE_MOTO_SERVER="$PWD/.tools/s3-venv/bin/moto_server"
+  fi
+  export TIERCACHE_MOTO_SERVER
+fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

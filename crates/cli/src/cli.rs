@@ -91,6 +91,35 @@ pub struct PrewarmNpmArgs {
     pub server: String,
 }
 
+/// Flags of `tiercache serve` for the shared tier and the fleet; unset = the config file's.
+#[derive(Args, Debug, Default)]
+pub struct FleetArgs {
+    /// The shared tier's S3-compatible endpoint, e.g. http://127.0.0.1:9000 [default: AWS].
+    #[arg(long, env = "TIERCACHE_L3_ENDPOINT")]
+    pub l3_endpoint: Option<String>,
+    /// The shared tier's bucket; setting it turns L3 on.
+    #[arg(long, env = "TIERCACHE_L3_BUCKET")]
+    pub l3_bucket: Option<String>,
+    /// The bucket's region [default: us-east-1].
+    #[arg(long, env = "TIERCACHE_L3_REGION")]
+    pub l3_region: Option<String>,
+    /// Path in the bucket every object lives under [default: tiercache].
+    #[arg(long, env = "TIERCACHE_L3_PREFIX")]
+    pub l3_prefix: Option<String>,
+    /// Path-style bucket URLs [default: true with an endpoint, false on AWS].
+    #[arg(long, env = "TIERCACHE_L3_PATH_STYLE")]
+    pub l3_path_style: Option<bool>,
+    /// How long an entry is served from L3, e.g. 30d.
+    #[arg(long, env = "TIERCACHE_L3_TTL")]
+    pub l3_ttl: Option<String>,
+    /// The fleet's Redis, e.g. redis://127.0.0.1:6379 (several, comma-separated, for a cluster).
+    #[arg(long, env = "TIERCACHE_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Talk Redis Cluster.
+    #[arg(long, env = "TIERCACHE_REDIS_CLUSTER")]
+    pub redis_cluster: Option<bool>,
+}
+
 /// Flags of `tiercache serve`; anything unset falls back to the config file, then defaults.
 #[derive(Args, Debug, Default)]
 pub struct ServeArgs {
@@ -127,4 +156,7 @@ pub struct ServeArgs {
     /// This server's public URL (e.g. https://cache.example), for links it hands out.
     #[arg(long, env = "TIERCACHE_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// The shared tier (L3) and the fleet's Redis.
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }

@@ -11,8 +11,10 @@ use serde::Deserialize;
 use tiercache_server::build::BuildConfig;
 use tiercache_server::npm::NpmConfig;
 use tiercache_store::StoreConfig;
+use tiercache_store::fleet::RedisConfig;
+use tiercache_store::tier::object::L3Config;
 
-use crate::cli::ServeArgs;
+use crate::cli::{FleetArgs, ServeArgs};
 
 /// The config file's shape; every field optional.
 #[derive(Debug, Default, Deserialize)]
@@ -30,6 +32,35 @@ pub struct FileConfig {
     pub npm: NpmFile,
     #[serde(default)]
     pub build: BuildFile,
+    #[serde(default)]
+    pub l3: L3File,
+    #[serde(default)]
+    pub redis: RedisFile,
+}
+
+/// The `[l3]` section of the file: the shared tier in an S3-compatible bucket.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct L3File {
+    pub endpoint: Option<String>,
+    pub bucket: Option<String>,
+    pub region: Option<String>,
+    pub prefix: Option<String>,
+    pub path_style: Option<bool>,
+    pub ttl: Option<String>,
+    pub sweep_interval: Option<String>,
+    pub queue: Option<usize>,
+}
+
+/// The `[redis]` section of the file: what the fleet shares.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisFile {
+    pub url: Option<String>,
+    pub cluster: Option<bool>,
+    pub key_prefix: Option<String>,
+    pub lock_lease: Option<String>,
+    pub fleet_wait: Option<String>,
 }
 
 /// The `[build]` section of the file.
@@ -104,6 +135,70 @@ fn duration(what: &str, s: &str) -> anyhow::Result<Duration> {
         .with_context(|| format!("{what}: {s:?} is not a duration (e.g. 90s, 1h, 7d)"))
 }
 
+fn resolve_l3(
+    args: &FleetArgs,
+    file: L3File,
+    store: &mut StoreConfig,
+) -> anyhow::Result<Option<L3Config>> {
+    let Some(bucket) = args.l3_bucket.clone().or(file.bucket) else {
+        if args.l3_endpoint.is_some() || file.endpoint.is_some() {
+            bail!("l3: an endpoint is set but no bucket; set [l3] bucket (or TIERCACHE_L3_BUCKET)");
+        }
+        return Ok(None);
+    };
+    let mut l3 = L3Config::new(bucket);
+    if let Some(e) = args.l3_endpoint.clone().or(file.endpoint) {
+        l3 = l3.with_endpoint(e);
+    }
+    if let Some(r) = args.l3_region.clone().or(file.region) {
+        l3.region = r;
+    }
+    if let Some(p) = args.l3_prefix.clone().or(file.prefix) {
+        l3.prefix = p;
+    }
+    if let Some(p) = args.l3_path_style.or(file.path_style) {
+        l3.path_style = p;
+    }
+    if let Some(t) = args.l3_ttl.clone().or(file.ttl) {
+        l3.ttl = duration("L3 TTL", &t)?;
+    }
+    if let Some(t) = file.sweep_interval {
+        store.l3_sweep_interval = duration("L3 sweep interval", &t)?;
+    }
+    if let Some(q) = file.queue {
+        store.l3_queue = q;
+    }
+    l3.validate().map_err(|e| anyhow::anyhow!("l3: {e}"))?;
+    Ok(Some(l3))
+}
+
+fn resolve_redis(
+    args: &FleetArgs,
+    file: RedisFile,
+    store: &mut StoreConfig,
+) -> anyhow::Result<Option<RedisConfig>> {
+    if let Some(w) = file.fleet_wait {
+        store.fleet_wait = duration("fleet wait", &w)?;
+    }
+    let Some(url) = args.redis_url.clone().or(file.url) else {
+        return Ok(None);
+    };
+    let mut redis = RedisConfig::new(url);
+    if let Some(c) = args.redis_cluster.or(file.cluster) {
+        redis.cluster = c;
+    }
+    if let Some(p) = file.key_prefix {
+        redis.key_prefix = p;
+    }
+    if let Some(l) = file.lock_lease {
+        redis.lock_lease = duration("redis lock lease", &l)?;
+        if redis.lock_lease < Duration::from_millis(100) {
+            bail!("redis.lock_lease must be at least 100ms");
+        }
+    }
+    Ok(Some(redis))
+}
+
 fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
@@ -168,6 +263,8 @@ impl ServeConfig {
         if store.l2.ttl.is_zero() || store.l1.ttl.is_zero() {
             bail!("a tier TTL must be longer than zero");
         }
+        store.l3 = resolve_l3(&args.fleet, file.l3, &mut store)?;
+        store.redis = resolve_redis(&args.fleet, file.redis, &mut store)?;
         let public_url = args.public_url.or(file.public_url);
         let upstream = args.npm_upstream.or(file.npm.upstream.clone());
         let npm = resolve_npm(file.npm, upstream, public_url)?;

@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use tiercache_core::policy::MIB;
 use tiercache_core::{L1Policy, L2Policy};
 
+use crate::fleet::RedisConfig;
+use crate::tier::object::L3Config;
+
 /// Everything the tiered store needs to open.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -21,6 +24,17 @@ pub struct StoreConfig {
     pub inline_read_bytes: u64,
     /// How often expired entries are swept from disk.
     pub sweep_interval: std::time::Duration,
+    /// The shared tier in an S3-compatible bucket; `None` = this node alone.
+    pub l3: Option<L3Config>,
+    /// The fleet's Redis (shared counters, fleet-wide single-flight); `None` = node-local.
+    pub redis: Option<RedisConfig>,
+    /// Longest a node waits for another node's fetch of the same key before it fetches itself.
+    pub fleet_wait: std::time::Duration,
+    /// Uploads to L3 that may wait in the background queue; more are dropped (and counted).
+    pub l3_queue: usize,
+    /// How often expired L3 entries and unreferenced blobs are deleted (listing a bucket is
+    /// not free, so far less often than on disk).
+    pub l3_sweep_interval: std::time::Duration,
 }
 
 impl StoreConfig {
@@ -33,6 +47,11 @@ impl StoreConfig {
             max_entry_bytes: 2 * 1024 * MIB,
             inline_read_bytes: 4 * MIB,
             sweep_interval: std::time::Duration::from_secs(60),
+            l3: None,
+            redis: None,
+            fleet_wait: std::time::Duration::from_secs(60),
+            l3_queue: 1024,
+            l3_sweep_interval: std::time::Duration::from_secs(3600),
         }
     }
 }

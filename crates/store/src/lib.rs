@@ -8,6 +8,7 @@ pub mod body;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod fleet;
 pub mod single_flight;
 pub mod stats;
 pub mod tier;
@@ -16,7 +17,14 @@ pub mod tiered;
 pub use body::{Body, BodyStream, Hit};
 pub use config::StoreConfig;
 pub use error::{LoadError, StoreError};
+pub use fleet::{
+    Fleet, FleetError, FleetHealth, FleetLock, FleetStatus, LockAttempt, RedisConfig, WaitOutcome,
+};
 pub use stats::{StatsSnapshot, TierName, TierStats};
 pub use tier::disk::{DiskTier, KindUsage};
 pub use tier::memory::MemoryTier;
+pub use tier::object::{
+    L3Config, L3Credentials, L3Error, L3Health, L3Status, ObjectTier, QueueStats, SweepReport,
+    SweeperHandle, UploadQueue, UploadSource,
+};
 pub use tiered::{Fill, Loaded, TieredStore};

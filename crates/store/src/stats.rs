@@ -11,6 +11,8 @@ pub enum TierName {
     L1,
     /// Local disk, per node.
     L2,
+    /// Shared object storage (S3-compatible), across nodes.
+    L3,
     /// The origin a loader fetches from.
     Origin,
 }
@@ -21,6 +23,7 @@ impl TierName {
         match self {
             TierName::L1 => "l1",
             TierName::L2 => "l2",
+            TierName::L3 => "l3",
             TierName::Origin => "origin",
         }
     }

@@ -158,11 +158,53 @@ impl DiskTier {
         &self,
         key: &CacheKey,
         opts: PutOptions,
-        mut body: BodyStream,
+        body: BodyStream,
         keep_bytes: u64,
     ) -> Result<(EntryMeta, Option<Bytes>), StoreError> {
-        let t0 = Instant::now();
         opts.validate()?;
+        self.write_stream(key, body, keep_bytes, |size, hash| {
+            if let Some(expected) = opts.expected_hash
+                && expected != hash
+            {
+                return Err(StoreError::HashMismatch {
+                    expected,
+                    actual: hash,
+                });
+            }
+            Ok(opts.into_meta(size, hash, now_ms()))
+        })
+        .await
+    }
+
+    /// Streams a body whose metadata is known (promoted from a tier below) to disk; stored
+    /// only if its bytes are exactly the ones `meta` names.
+    pub async fn put_stream_as(
+        &self,
+        key: &CacheKey,
+        meta: EntryMeta,
+        body: BodyStream,
+        keep_bytes: u64,
+    ) -> Result<(EntryMeta, Option<Bytes>), StoreError> {
+        self.write_stream(key, body, keep_bytes, |size, hash| {
+            if hash != meta.hash || size != meta.size {
+                return Err(StoreError::HashMismatch {
+                    expected: meta.hash,
+                    actual: hash,
+                });
+            }
+            Ok(meta)
+        })
+        .await
+    }
+
+    async fn write_stream(
+        &self,
+        key: &CacheKey,
+        mut body: BodyStream,
+        keep_bytes: u64,
+        meta_for: impl FnOnce(u64, ContentHash) -> Result<EntryMeta, StoreError>,
+    ) -> Result<(EntryMeta, Option<Bytes>), StoreError> {
+        let t0 = Instant::now();
         let mut temp = self.inner.dir.temp()?;
         let mut file = tokio::fs::File::from_std(temp.take_file()?);
         let mut hasher = ContentHasher::new();
@@ -184,16 +226,7 @@ impl DiskTier {
             file.flush().await?;
         }
         temp.restore(file.into_std().await);
-        let hash = hasher.finish();
-        if let Some(expected) = opts.expected_hash
-            && expected != hash
-        {
-            return Err(StoreError::HashMismatch {
-                expected,
-                actual: hash,
-            });
-        }
-        let meta = opts.into_meta(hasher.len(), hash, now_ms());
+        let meta = meta_for(hasher.len(), hasher.finish())?;
         let inner = self.inner.clone();
         let k = key.to_string();
         let m = meta.clone();
