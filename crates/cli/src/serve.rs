@@ -53,7 +53,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             None
         }
     };
-    let build = BuildFrontend::new(config.build);
+    let build = BuildFrontend::new(config.build, store.fleet().cloned());
     if build.is_open() {
         warn!(
             "build cache: no tokens configured ([build] tokens or TIERCACHE_BUILD_TOKENS); anyone who can reach the server may read and write artifacts"

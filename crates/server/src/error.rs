@@ -57,7 +57,10 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Body(_) => ApiError::bad_request(e.to_string()),
             StoreError::Load(_) => ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()),
-            StoreError::Io(_) | StoreError::Index(_) | StoreError::Task(_) => {
+            StoreError::Io(_)
+            | StoreError::Index(_)
+            | StoreError::Task(_)
+            | StoreError::Config(_) => {
                 tracing::error!(error = %e, "storage failure");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -34,8 +34,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish and flushes
-/// the store's lazily written state.
+/// Serves until `shutdown` resolves, then lets in-flight requests finish, flushes the
+/// store's lazily written state and gives queued L3 uploads a few seconds.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -45,7 +45,7 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await?;
-    if let Err(e) = store.flush().await {
+    if let Err(e) = store.flush(std::time::Duration::from_secs(5)).await {
         tracing::warn!(error = %e, "flushing the store at shutdown failed");
     }
     Ok(())

@@ -1,20 +1,17 @@
 //! `/metrics`: the store's counters, copied into the Prometheus recorder at each scrape.
 //!
-//! Names start with `tiercache_`; each carries a `tier` label (`l1`, `l2`, `origin`).
+//! Names start with `tiercache_`; each carries a `tier` label (`l1`, `l2`, `l3`, `origin`).
+//! The L3 upload queue publishes its own `tiercache_l3_*` series as it works.
 
 use metrics::{counter, gauge};
 use tiercache_store::{StatsSnapshot, TierName, TieredStore};
 
 use crate::npm::NpmFrontend;
-use crate::npm::stats::Route;
 
 /// Publishes the npm front-end's request counters (`kind="npm"`).
 pub fn publish_npm(npm: &NpmFrontend) {
     for (route, outcome, n) in npm.stats().counts() {
-        let route = match route {
-            Route::Packument => "packument",
-            Route::Tarball => "tarball",
-        };
+        let route = route.as_str();
         counter!("tiercache_requests_total", "kind" => "npm", "route" => route, "result" => outcome.as_str())
             .absolute(n);
     }
@@ -25,6 +22,9 @@ pub async fn publish(store: &TieredStore) {
     publish_counters(TierName::L1, store.l1().stats().snapshot());
     publish_counters(TierName::L2, store.l2().stats().snapshot());
     publish_counters(TierName::Origin, store.origin_stats().snapshot());
+    if let Some(l3) = store.l3() {
+        publish_counters(TierName::L3, l3.stats().snapshot());
+    }
     let (l1_entries, l1_bytes) = store.l1().usage().await;
     set_usage(
         TierName::L1,

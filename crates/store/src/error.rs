@@ -30,6 +30,8 @@ pub enum StoreError {
     Load(#[source] LoadError),
     #[error("background task failed: {0}")]
     Task(String),
+    #[error("invalid store configuration: {0}")]
+    Config(String),
 }
 
 impl From<redb::Error> for StoreError {

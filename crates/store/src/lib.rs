@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fleet;
+mod shared;
 pub mod single_flight;
 pub mod stats;
 pub mod tier;

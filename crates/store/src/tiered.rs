@@ -1,5 +1,6 @@
-//! The tiered store: reads go L1 → L2 (→ the loader), a hit below is promoted above,
-//! puts write through both tiers, and `get_or_load` loads each missing key once.
+//! The tiered store: reads go L1 → L2 → L3 (→ the loader), a hit below is promoted above,
+//! puts write through L1 and L2 and reach L3 in the background, and `get_or_load` loads each
+//! missing key once per node — and, with a fleet, once per fleet.
 
 use std::future::Future;
 use std::io;
@@ -9,6 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
+use tracing::warn;
 
 use tiercache_core::{CacheKey, ContentHash, EntryMeta, Kind, PutOptions, Scope};
 
@@ -16,16 +18,20 @@ use crate::body::{Body, BodyStream, Hit};
 use crate::clock::now_ms;
 use crate::config::StoreConfig;
 use crate::error::{LoadError, StoreError};
+use crate::fleet::{Fleet, FleetLock};
+use crate::shared::{FleetTurn, Shared};
 use crate::single_flight::{Leader, Outcome, Role, SingleFlight};
 use crate::stats::{TierName, TierStats};
 use crate::tier::disk::DiskTier;
 use crate::tier::memory::MemoryTier;
+use crate::tier::object::{ObjectTier, QueueStats};
 
 /// The one store every front-end uses.
 #[derive(Clone)]
 pub struct TieredStore {
     l1: MemoryTier,
     l2: DiskTier,
+    shared: Shared,
     flights: Arc<SingleFlight>,
     origin: Arc<TierStats>,
     max_entry_bytes: u64,
@@ -47,7 +53,16 @@ pub enum Fill {
 
 enum Turn {
     Done(Option<Hit>),
-    Lead(Leader, PutOptions, Body, Instant),
+    Lead(Lead),
+}
+
+/// A caller that loaded an entry and must store it, then tell the others.
+struct Lead {
+    leader: Leader,
+    lock: Option<FleetLock>,
+    opts: PutOptions,
+    body: Body,
+    t0: Instant,
 }
 
 /// Copies the loader's stream to the store and to the caller. A caller that goes away does
@@ -98,6 +113,13 @@ impl std::error::Error for SharedIoError {
     }
 }
 
+/// Lets go of a fleet lock; if Redis cannot be told, the lease runs out on its own.
+async fn release(lock: FleetLock) {
+    if let Err(e) = lock.release().await {
+        warn!(error = %e, "fleet lock not released: it expires with its lease");
+    }
+}
+
 fn receiver_stream(rx: mpsc::Receiver<io::Result<Bytes>>) -> BodyStream {
     Box::pin(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
@@ -112,9 +134,11 @@ impl TieredStore {
         if config.l1.budget_bytes > 0 {
             config.inline_read_bytes = config.inline_read_bytes.max(config.l1.max_entry_bytes);
         }
+        let l2 = DiskTier::open(&config).await?;
         Ok(TieredStore {
             l1: MemoryTier::new(config.l1.clone()),
-            l2: DiskTier::open(&config).await?,
+            shared: Shared::open(&config, &l2)?,
+            l2,
             flights: Arc::new(SingleFlight::default()),
             origin: Arc::new(TierStats::default()),
             max_entry_bytes: config.max_entry_bytes,
@@ -123,6 +147,12 @@ impl TieredStore {
 
     /// The entry under `key` from the highest tier that has it, promoted to the tiers above.
     pub async fn get(&self, key: &CacheKey) -> Result<Option<Hit>, StoreError> {
+        let hit = self.lookup(key).await?;
+        self.shared.count_lookup(key, hit.as_ref().map(|h| h.tier));
+        Ok(hit)
+    }
+
+    async fn lookup(&self, key: &CacheKey) -> Result<Option<Hit>, StoreError> {
         if let Some((meta, bytes)) = self.l1.get(key).await {
             return Ok(Some(Hit {
                 meta,
@@ -130,13 +160,60 @@ impl TieredStore {
                 tier: TierName::L1,
             }));
         }
-        let Some(hit) = self.l2.get(key).await? else {
+        if let Some(hit) = self.l2.get(key).await? {
+            if let Body::Bytes(bytes) = &hit.body {
+                self.l1.insert(key, &hit.meta, bytes.clone()).await;
+            }
+            return Ok(Some(hit));
+        }
+        let Some(hit) = self.shared.get(key).await else {
             return Ok(None);
         };
-        if let Body::Bytes(bytes) = &hit.body {
-            self.l1.insert(key, &hit.meta, bytes.clone()).await;
+        self.promote(key, hit).await
+    }
+
+    /// Copies an L3 hit into L2 and L1. A small body was verified whole already; a large one
+    /// is verified on its way to disk and served from there, so bytes that fail are never
+    /// kept and never served.
+    async fn promote(&self, key: &CacheKey, hit: Hit) -> Result<Option<Hit>, StoreError> {
+        let Hit { meta, body, tier } = hit;
+        match body {
+            Body::Bytes(bytes) => {
+                if let Err(e) = self.l2.put_bytes(key, meta.clone(), bytes.clone()).await {
+                    warn!(%key, error = %e, "promoting an L3 hit to disk failed");
+                }
+                self.l1.insert(key, &meta, bytes.clone()).await;
+                Ok(Some(Hit {
+                    meta,
+                    body: Body::Bytes(bytes),
+                    tier,
+                }))
+            }
+            Body::Stream(stream) => {
+                let keep = self.l1_keep();
+                match self.l2.put_stream_as(key, meta, stream, keep).await {
+                    Ok((meta, kept)) => {
+                        if let Some(bytes) = kept {
+                            self.l1.insert(key, &meta, bytes).await;
+                        }
+                    }
+                    Err(e) => {
+                        warn!(%key, error = %e, "an L3 hit failed on its way to disk: a miss");
+                        return Ok(None);
+                    }
+                }
+                Ok(self.l2.get(key).await?.map(|h| Hit { tier, ..h }))
+            }
         }
-        Ok(Some(hit))
+    }
+
+    /// The most bytes of a streamed body worth keeping for L1.
+    fn l1_keep(&self) -> u64 {
+        if self.l1.admits(0) {
+            self.l1.max_entry_bytes()
+        } else {
+            0
+        }
     }
 
     /// The entry's metadata, without reading (or counting) its bytes.
@@ -144,16 +221,32 @@ impl TieredStore {
         if let Some(meta) = self.l1.head(key).await {
             return Ok(Some(meta));
         }
-        self.l2.head(key).await
+        if let Some(meta) = self.l2.head(key).await? {
+            return Ok(Some(meta));
+        }
+        Ok(self.shared.head(key).await)
     }
 
-    /// Stores `body` under `key` in every tier that takes it (write-through).
+    /// Stores `body` under `key` in every tier that takes it: L1 and L2 now, L3 in the
+    /// background.
     pub async fn put(
         &self,
         key: &CacheKey,
         opts: PutOptions,
         body: Body,
     ) -> Result<EntryMeta, StoreError> {
+        let (meta, small) = self.put_local(key, opts, body).await?;
+        self.shared.replicate(key, &meta, small);
+        Ok(meta)
+    }
+
+    /// Writes L1 and L2; returns the metadata and the body if it is small enough to keep.
+    async fn put_local(
+        &self,
+        key: &CacheKey,
+        opts: PutOptions,
+        body: Body,
+    ) -> Result<(EntryMeta, Option<Bytes>), StoreError> {
         opts.validate()?;
         match body {
             Body::Bytes(bytes) => {
@@ -175,21 +268,17 @@ impl TieredStore {
                 let meta = opts.into_meta(size, hash, now_ms());
                 self.l1.remove(key).await;
                 self.l2.put_bytes(key, meta.clone(), bytes.clone()).await?;
-                self.l1.insert(key, &meta, bytes).await;
-                Ok(meta)
+                self.l1.insert(key, &meta, bytes.clone()).await;
+                Ok((meta, Some(bytes)))
             }
             Body::Stream(stream) => {
                 self.l1.remove(key).await;
-                let keep = if self.l1.admits(0) {
-                    self.l1.max_entry_bytes()
-                } else {
-                    0
-                };
+                let keep = self.l1_keep();
                 let (meta, kept) = self.l2.put_stream(key, opts, stream, keep).await?;
-                if let Some(bytes) = kept {
-                    self.l1.insert(key, &meta, bytes).await;
+                if let Some(bytes) = &kept {
+                    self.l1.insert(key, &meta, bytes.clone()).await;
                 }
-                Ok(meta)
+                Ok((meta, kept))
             }
         }
     }
@@ -198,7 +287,8 @@ impl TieredStore {
     pub async fn delete(&self, key: &CacheKey) -> Result<bool, StoreError> {
         let in_l1 = self.l1.remove(key).await;
         let in_l2 = self.l2.delete(key).await?;
-        Ok(in_l1 || in_l2)
+        let in_l3 = self.shared.delete(key).await;
+        Ok(in_l1 || in_l2 || in_l3)
     }
 
     /// The entry under `key`; on a miss, `loader` fetches it from the origin and it is stored
@@ -215,8 +305,8 @@ impl TieredStore {
     {
         match self.take_turn(key, loader).await? {
             Turn::Done(hit) => Ok(hit),
-            Turn::Lead(leader, opts, body, t0) => {
-                self.store_for(leader, key, opts, body, t0).await?;
+            Turn::Lead(lead) => {
+                self.store_for(lead, key).await?;
                 // Read back what was stored: followers do the same, and large bodies
                 // stream from disk.
                 self.get(key).await
@@ -224,22 +314,40 @@ impl TieredStore {
         }
     }
 
-    /// Stores what a leader loaded and tells its followers how that went.
-    async fn store_for(
-        &self,
-        leader: Leader,
-        key: &CacheKey,
-        opts: PutOptions,
-        body: Body,
-        t0: Instant,
-    ) -> Result<(), StoreError> {
-        match self.put(key, opts, body).await {
-            Ok(meta) => {
+    /// Stores what a leader loaded and tells its followers how that went. A fleet lock
+    /// holder uploads to L3 before it lets go, so the nodes waiting on it find the entry there.
+    async fn store_for(&self, lead: Lead, key: &CacheKey) -> Result<(), StoreError> {
+        let Lead {
+            leader,
+            lock,
+            opts,
+            body,
+            t0,
+        } = lead;
+        match self.put_local(key, opts, body).await {
+            Ok((meta, small)) => {
                 self.origin.hit(TierName::Origin, meta.size, t0.elapsed());
+                self.shared.count_origin(key, meta.size);
                 leader.finish(Outcome::Stored);
+                match lock {
+                    Some(lock) => {
+                        let body = match small {
+                            Some(bytes) => Some(Body::Bytes(bytes)),
+                            None => self.l2.get(key).await.ok().flatten().map(|h| h.body),
+                        };
+                        if let Some(body) = body {
+                            self.shared.replicate_now(key, &meta, body).await;
+                        }
+                        release(lock).await;
+                    }
+                    None => self.shared.replicate(key, &meta, small),
+                }
                 Ok(())
             }
             Err(e) => {
+                if let Some(lock) = lock {
+                    release(lock).await;
+                }
                 let e: LoadError = Arc::new(e);
                 leader.finish(Outcome::Failed(e.clone()));
                 Err(StoreError::Load(e))
@@ -260,23 +368,27 @@ impl TieredStore {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Loaded, LoadError>>,
     {
-        let (leader, opts, body, t0) = match self.take_turn(key, loader).await? {
+        let mut lead = match self.take_turn(key, loader).await? {
             Turn::Done(hit) => return Ok(hit.map(Fill::Hit)),
-            Turn::Lead(leader, opts, body, t0) => (leader, opts, body, t0),
+            Turn::Lead(lead) => lead,
         };
-        let Body::Stream(source) = body else {
-            // Already whole: store it, then serve it like any hit.
-            self.store_for(leader, key, opts, body, t0).await?;
-            return Ok(self.get(key).await?.map(Fill::Hit));
+        let source = match std::mem::replace(&mut lead.body, Body::Bytes(Bytes::new())) {
+            Body::Stream(source) => source,
+            whole => {
+                // Already whole: store it, then serve it like any hit.
+                lead.body = whole;
+                self.store_for(lead, key).await?;
+                return Ok(self.get(key).await?.map(Fill::Hit));
+            }
         };
         let (to_store, store_rx) = mpsc::channel(TEE_DEPTH);
         let (to_caller, caller_rx) = mpsc::channel(TEE_DEPTH);
         let store = self.clone();
         let k = key.clone();
         tokio::spawn(async move {
-            let body = Body::Stream(receiver_stream(store_rx));
+            lead.body = Body::Stream(receiver_stream(store_rx));
             // Followers learn the outcome through the leader; the caller, from its stream.
-            let _ = store.store_for(leader, &k, opts, body, t0).await;
+            let _ = store.store_for(lead, &k).await;
         });
         tokio::spawn(tee(source, to_store, to_caller));
         Ok(Some(Fill::Filling(receiver_stream(caller_rx))))
@@ -307,20 +419,47 @@ impl TieredStore {
                 leader.finish(Outcome::Stored);
                 return Ok(Turn::Done(Some(hit)));
             }
+            let lock = match self.shared.fleet_turn(key).await {
+                FleetTurn::Fetch(lock) => lock,
+                FleetTurn::Reread => {
+                    // Another node fetched it; it is in L3 now (or that node found nothing).
+                    if let Some(hit) = self.get(key).await? {
+                        leader.finish(Outcome::Stored);
+                        return Ok(Turn::Done(Some(hit)));
+                    }
+                    drop(leader);
+                    continue;
+                }
+            };
             let Some(load) = loader.take() else {
                 return Err(StoreError::Task("loader already used".into()));
             };
             let t0 = Instant::now();
-            match load().await {
-                Ok(Some((opts, body))) => return Ok(Turn::Lead(leader, opts, body, t0)),
+            let outcome = load().await;
+            match outcome {
+                Ok(Some((opts, body))) => {
+                    return Ok(Turn::Lead(Lead {
+                        leader,
+                        lock,
+                        opts,
+                        body,
+                        t0,
+                    }));
+                }
                 Ok(None) => {
                     self.origin.miss(TierName::Origin, t0.elapsed());
                     leader.finish(Outcome::NotFound);
+                    if let Some(lock) = lock {
+                        release(lock).await;
+                    }
                     return Ok(Turn::Done(None));
                 }
                 Err(e) => {
                     self.origin.error();
                     leader.finish(Outcome::Failed(e.clone()));
+                    if let Some(lock) = lock {
+                        release(lock).await;
+                    }
                     return Err(StoreError::Load(e));
                 }
             }
@@ -354,13 +493,30 @@ impl TieredStore {
         &self.l2
     }
 
+    /// The shared tier, if configured (for health and metrics).
+    pub fn l3(&self) -> Option<&ObjectTier> {
+        self.shared.l3()
+    }
+
+    /// The L3 upload queue's counters, if L3 is configured.
+    pub fn l3_queue(&self) -> Option<QueueStats> {
+        self.shared.queue()
+    }
+
+    /// The fleet's Redis, if configured: fleet-wide counters and rankings for reports.
+    pub fn fleet(&self) -> Option<&Fleet> {
+        self.shared.fleet()
+    }
+
     /// Counters of loads from the origin.
     pub fn origin_stats(&self) -> &TierStats {
         &self.origin
     }
 
-    /// Writes state that is kept lazily (LRU order) durably, before shutdown.
-    pub async fn flush(&self) -> Result<(), StoreError> {
+    /// Writes state that is kept lazily (LRU order, fleet counters) and gives queued L3
+    /// uploads up to `wait` to finish, before shutdown.
+    pub async fn flush(&self, wait: std::time::Duration) -> Result<(), StoreError> {
+        self.shared.flush(wait).await;
         self.l2.flush().await
     }
 }

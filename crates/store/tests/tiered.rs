@@ -70,7 +70,7 @@ async fn restart_serves_from_disk() {
             .put(&key("r"), PutOptions::default(), Body::from(vec![1, 2, 3]))
             .await
             .unwrap();
-        store.flush().await.unwrap();
+        store.flush(std::time::Duration::ZERO).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     let store = open(dir.path()).await;

@@ -14,6 +14,7 @@ use tiercache_core::{CacheKey, Kind, Name, Scope};
 pub use auth::{Access, Tokens};
 pub use error::TurboError;
 use stats::BuildStats;
+use tiercache_store::Fleet;
 
 /// The kind of artifact entries.
 pub const KIND: &str = "turbo";
@@ -53,12 +54,12 @@ pub struct BuildFrontend {
 }
 
 impl BuildFrontend {
-    /// A front-end with `config`'s tokens and limits.
-    pub fn new(config: BuildConfig) -> Self {
+    /// A front-end with `config`'s tokens and limits; its counters also go to `fleet`.
+    pub fn new(config: BuildConfig, fleet: Option<Fleet>) -> Self {
         BuildFrontend {
             tokens: Tokens::new(&config.tokens, &config.read_only_tokens),
             config,
-            stats: BuildStats::default(),
+            stats: BuildStats::new(fleet),
         }
     }
 

@@ -1,9 +1,12 @@
 //! Build-cache counters: uploads, hits and misses, the events turbo reports, the time its
-//! hits saved, and hits per artifact (node-local, since start).
+//! hits saved, and hits per artifact (node-local, since start; with a fleet, the totals are
+//! also added up fleet-wide in Redis).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use tiercache_store::Fleet;
 
 /// The counters.
 #[derive(Default)]
@@ -16,6 +19,7 @@ pub struct BuildStats {
     /// Events turbo reported: (source, event) → count.
     events: Mutex<HashMap<(String, String), u64>>,
     per_artifact: Mutex<HashMap<String, u64>>,
+    fleet: Option<Fleet>,
 }
 
 /// A copy of the counters.
@@ -29,15 +33,32 @@ pub struct BuildReport {
 }
 
 impl BuildStats {
+    /// Counters that also count fleet-wide when a fleet is given.
+    pub fn new(fleet: Option<Fleet>) -> Self {
+        BuildStats {
+            fleet,
+            ..BuildStats::default()
+        }
+    }
+
+    fn fleet_count(&self, field: &str, n: u64) {
+        if let Some(f) = &self.fleet {
+            f.count(field, n);
+        }
+    }
+
     /// An artifact stored.
     pub fn upload(&self) {
         self.uploads.fetch_add(1, Relaxed);
+        self.fleet_count("build:uploads", 1);
     }
 
     /// An artifact served; `duration_ms` is the task time it saves.
     pub fn hit(&self, artifact: &str, duration_ms: u64) {
         self.hits.fetch_add(1, Relaxed);
         self.time_saved_ms.fetch_add(duration_ms, Relaxed);
+        self.fleet_count("build:hits", 1);
+        self.fleet_count("build:time_saved_ms", duration_ms);
         if let Ok(mut m) = self.per_artifact.lock() {
             *m.entry(artifact.to_owned()).or_insert(0) += 1;
         }
@@ -46,6 +67,7 @@ impl BuildStats {
     /// An artifact asked for and absent.
     pub fn miss(&self) {
         self.misses.fetch_add(1, Relaxed);
+        self.fleet_count("build:misses", 1);
     }
 
     /// An event turbo reported (`LOCAL`/`REMOTE`, `HIT`/`MISS`).

@@ -72,11 +72,11 @@ impl NpmFrontend {
     pub fn new(store: TieredStore, config: NpmConfig) -> Result<Arc<Self>, NpmError> {
         let upstream = Upstream::new(&config).map_err(|e| NpmError::Internal(e.to_string()))?;
         Ok(Arc::new(NpmFrontend {
+            stats: NpmStats::new(store.fleet().cloned()),
             store,
             upstream,
             config,
             refreshes: SingleFlight::default(),
-            stats: NpmStats::default(),
             views: moka::future::Cache::builder()
                 .max_capacity(VIEW_BUDGET)
                 .weigher(|k: &(String, String), v: &Bytes| {

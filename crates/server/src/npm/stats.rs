@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
+use tiercache_store::Fleet;
 
 /// How a request was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -64,11 +65,25 @@ pub enum Route {
     Tarball,
 }
 
-/// Counters since start (node-local; the shared tier makes them fleet-wide).
+impl Route {
+    /// Its label in metrics and fleet counters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Packument => "packument",
+            Route::Tarball => "tarball",
+        }
+    }
+}
+
+/// The fleet-wide ranking of packages served from the cache.
+pub const FLEET_TOP: &str = "npm";
+
+/// Counters since start (node-local; with a fleet, package hits are also ranked fleet-wide).
 #[derive(Default)]
 pub struct NpmStats {
     counts: [[AtomicU64; 7]; 2],
     by_package: Mutex<HashMap<String, u64>>,
+    fleet: Option<Fleet>,
 }
 
 /// The numbers `/admin/stats` reports for npm.
@@ -89,13 +104,27 @@ pub struct TopPackage {
 }
 
 impl NpmStats {
+    /// Counters that also rank packages fleet-wide when a fleet is given.
+    pub fn new(fleet: Option<Fleet>) -> Self {
+        NpmStats {
+            fleet,
+            ..NpmStats::default()
+        }
+    }
+
     /// Counts one answered request for `package`.
     pub fn record(&self, route: Route, outcome: Outcome, package: &str) {
         self.counts[route as usize][Self::slot(outcome)].fetch_add(1, Relaxed);
-        if outcome.served_from_cache()
-            && let Ok(mut m) = self.by_package.lock()
-        {
-            *m.entry(package.to_owned()).or_insert(0) += 1;
+        if let Some(f) = &self.fleet {
+            f.count(&format!("npm:{}:{}", route.as_str(), outcome.as_str()), 1);
+        }
+        if outcome.served_from_cache() {
+            if let Ok(mut m) = self.by_package.lock() {
+                *m.entry(package.to_owned()).or_insert(0) += 1;
+            }
+            if let Some(f) = &self.fleet {
+                f.zincr(FLEET_TOP, package, 1.0);
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! `GET /admin/stats`: what the cache holds and how well it serves (the seed's
 //! `GlobalCacheStats`): per tier hits and hit rate, per kind entries and bytes, and the
-//! npm proxy's packages, bytes, hit rate and top packages.
+//! npm proxy's packages, bytes, hit rate and top packages; with a fleet, the same numbers
+//! added up across every node (from Redis) under `fleet`.
 
 use axum::Json;
 use axum::Router;
@@ -88,5 +89,52 @@ async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
             "origin_down": npm.origin_down(),
         });
     }
+    if let Some(fleet) = state.store.fleet() {
+        body["fleet"] = fleet_report(fleet).await;
+    }
     Ok(Json(body))
+}
+
+/// The fleet's numbers from Redis: hits per tier and kind, origin fetches, build time saved
+/// and the most served packages. If Redis cannot be read, says so instead.
+async fn fleet_report(fleet: &tiercache_store::Fleet) -> Value {
+    let counters = match fleet.counters().await {
+        Ok(c) => c,
+        Err(e) => return json!({ "error": e.to_string(), "health": fleet.health() }),
+    };
+    let top = fleet
+        .top(crate::npm::stats::FLEET_TOP, 10)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, hits)| json!({ "name": name, "hits": hits as u64 }))
+        .collect::<Vec<_>>();
+    let sum = |prefix: &str| -> u64 {
+        counters
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| *v)
+            .sum()
+    };
+    let mut tiers = serde_json::Map::new();
+    for t in ["l1", "l2", "l3"] {
+        tiers.insert(t.into(), json!({ "hits": sum(&format!("hits:{t}:")) }));
+    }
+    let (hits, misses) = (sum("hits:"), sum("misses:"));
+    json!({
+        "hit_rate": rate(hits, misses),
+        "tiers": tiers,
+        "misses": misses,
+        "origin_fetches": sum("origin:"),
+        "origin_bytes": sum("origin_bytes:"),
+        "build": {
+            "hits": counters.get("build:hits").copied().unwrap_or(0),
+            "misses": counters.get("build:misses").copied().unwrap_or(0),
+            "uploads": counters.get("build:uploads").copied().unwrap_or(0),
+            "time_saved_ms": counters.get("build:time_saved_ms").copied().unwrap_or(0),
+        },
+        "top_packages": top,
+        "counters": counters,
+        "health": fleet.health(),
+    })
 }

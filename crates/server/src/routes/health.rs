@@ -27,8 +27,24 @@ async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
             "upstream": n.config().upstream,
         })
     });
+    let l3 = state.store.l3().map(|l3| {
+        let health = l3.health();
+        json!({
+            "state": health.status,
+            "last_error": health.last_error,
+            "since_ms": health.since_ms,
+            "queue": state.store.l3_queue(),
+            "stats": l3.stats().snapshot(),
+        })
+    });
+    let redis = state.store.fleet().map(|f| f.health());
+    let degraded = l3.as_ref().is_some_and(|l| l["state"] != "ok")
+        || redis
+            .as_ref()
+            .is_some_and(|r| r.status != tiercache_store::FleetStatus::Ok);
     Json(json!({
-        "status": "ok",
+        // The node serves either way; "degraded" says a shared part is missing.
+        "status": if degraded { "degraded" } else { "ok" },
         "version": env!("CARGO_PKG_VERSION"),
         "tiers": {
             "l1": {
@@ -45,7 +61,9 @@ async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
                 "budget_bytes": l2.budget_bytes,
                 "stats": state.store.l2().stats().snapshot(),
             },
+            "l3": l3,
         },
+        "redis": redis,
         "npm": npm,
     }))
 }

@@ -1,0 +1,210 @@
+//! What the nodes of a fleet share, as the tiered store sees it: the L3 tier (with its
+//! background upload queue and sweeper) and the fleet's Redis (counters, fleet-wide locks).
+//! Both are optional and both fail open: an error here is a miss or a skipped step, never a
+//! failed request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use tiercache_core::{CacheKey, EntryMeta};
+use tracing::{debug, warn};
+
+use crate::body::{Body, Hit};
+use crate::config::StoreConfig;
+use crate::error::StoreError;
+use crate::fleet::{Fleet, FleetLock, LockAttempt, WaitOutcome};
+use crate::stats::TierName;
+use crate::tier::disk::DiskTier;
+use crate::tier::object::{ObjectTier, QueueStats, SweeperHandle, UploadQueue, UploadSource};
+
+/// Workers uploading to L3 at once.
+const UPLOAD_WORKERS: usize = 2;
+/// Most L3 entries one sweep pass deletes.
+const SWEEP_BATCH: usize = 1000;
+/// How often a node waiting on another node's fetch looks whether it is done.
+const LOCK_POLL: Duration = Duration::from_millis(50);
+
+/// The shared tier and the fleet, when configured.
+#[derive(Clone, Default)]
+pub(crate) struct Shared {
+    l3: Option<L3>,
+    fleet: Option<Fleet>,
+    fleet_wait: Duration,
+}
+
+#[derive(Clone)]
+struct L3 {
+    tier: ObjectTier,
+    queue: UploadQueue,
+    _sweeper: Arc<SweeperHandle>,
+}
+
+/// The queue's source of large bodies: the copy just written to L2.
+struct FromDisk(DiskTier);
+
+impl UploadSource for FromDisk {
+    fn open(&self, key: CacheKey, meta: EntryMeta) -> BoxFuture<'static, Option<Body>> {
+        let l2 = self.0.clone();
+        Box::pin(async move {
+            match l2.get(&key).await {
+                Ok(Some(hit)) if hit.meta.hash == meta.hash => Some(hit.body),
+                _ => None,
+            }
+        })
+    }
+}
+
+/// What a node does about a key it misses, fleet-wide.
+pub(crate) enum FleetTurn {
+    /// Fetch it: this node holds the fleet's lock (or there is no fleet to ask).
+    Fetch(Option<FleetLock>),
+    /// Another node fetched it meanwhile: read it again.
+    Reread,
+}
+
+impl Shared {
+    /// Opens L3 and connects to Redis as configured; neither touches the network yet.
+    pub fn open(config: &StoreConfig, l2: &DiskTier) -> Result<Self, StoreError> {
+        let l3 = match &config.l3 {
+            None => None,
+            Some(cfg) => {
+                let tier = ObjectTier::open(cfg).map_err(|e| StoreError::Config(e.to_string()))?;
+                let source = Arc::new(FromDisk(l2.clone()));
+                let queue =
+                    UploadQueue::start(tier.clone(), source, config.l3_queue, UPLOAD_WORKERS);
+                let sweeper = Arc::new(tier.spawn_sweeper(config.l3_sweep_interval, SWEEP_BATCH));
+                Some(L3 {
+                    tier,
+                    queue,
+                    _sweeper: sweeper,
+                })
+            }
+        };
+        Ok(Shared {
+            l3,
+            fleet: config.redis.as_ref().map(Fleet::connect),
+            fleet_wait: config.fleet_wait,
+        })
+    }
+
+    pub fn l3(&self) -> Option<&ObjectTier> {
+        self.l3.as_ref().map(|l| &l.tier)
+    }
+
+    pub fn queue(&self) -> Option<QueueStats> {
+        self.l3.as_ref().map(|l| l.queue.stats())
+    }
+
+    pub fn fleet(&self) -> Option<&Fleet> {
+        self.fleet.as_ref()
+    }
+
+    /// The entry from L3, verified; any L3 failure is a miss.
+    pub async fn get(&self, key: &CacheKey) -> Option<Hit> {
+        let l3 = self.l3.as_ref()?;
+        match l3.tier.get(key).await {
+            Ok(hit) => hit,
+            Err(e) => {
+                debug!(%key, error = %e, "L3 read failed: treated as a miss");
+                None
+            }
+        }
+    }
+
+    pub async fn head(&self, key: &CacheKey) -> Option<EntryMeta> {
+        let l3 = self.l3.as_ref()?;
+        l3.tier.head(key).await.ok().flatten()
+    }
+
+    /// Hands a stored entry to the background upload queue (small bodies travel with it).
+    pub fn replicate(&self, key: &CacheKey, meta: &EntryMeta, small: Option<Bytes>) {
+        if let Some(l3) = &self.l3
+            && !l3.queue.enqueue(key.clone(), meta.clone(), small)
+        {
+            warn!(%key, "L3 upload queue full: entry not replicated");
+        }
+    }
+
+    /// Uploads a stored entry now (a fleet lock holder does, so that the nodes waiting on it
+    /// find it in L3); falls back to the queue if that fails.
+    pub async fn replicate_now(&self, key: &CacheKey, meta: &EntryMeta, body: Body) {
+        let Some(l3) = &self.l3 else { return };
+        if let Err(e) = l3.tier.put(key, meta, body).await {
+            debug!(%key, error = %e, "L3 upload failed: queued for retry");
+            self.replicate(key, meta, None);
+        }
+    }
+
+    pub async fn delete(&self, key: &CacheKey) -> bool {
+        let Some(l3) = &self.l3 else { return false };
+        match l3.tier.delete(key).await {
+            Ok(found) => found,
+            Err(e) => {
+                warn!(%key, error = %e, "L3 delete failed");
+                false
+            }
+        }
+    }
+
+    /// Counts a lookup of `key` answered by `tier` (`None`: a miss everywhere) fleet-wide.
+    pub fn count_lookup(&self, key: &CacheKey, tier: Option<TierName>) {
+        if let Some(fleet) = &self.fleet {
+            let kind = key.kind().as_str();
+            match tier {
+                Some(t) => fleet.count(&format!("hits:{}:{kind}", t.as_str()), 1),
+                None => fleet.count(&format!("misses:{kind}"), 1),
+            }
+        }
+    }
+
+    /// Counts an entry of `bytes` fetched from the origin, fleet-wide.
+    pub fn count_origin(&self, key: &CacheKey, bytes: u64) {
+        if let Some(fleet) = &self.fleet {
+            let kind = key.kind().as_str();
+            fleet.count(&format!("origin:{kind}"), 1);
+            fleet.count(&format!("origin_bytes:{kind}"), bytes);
+        }
+    }
+
+    /// Decides who in the fleet fetches `key`: this node (holding the lock, or alone when
+    /// Redis cannot be asked or another node takes too long), or another node that did it
+    /// meanwhile.
+    pub async fn fleet_turn(&self, key: &CacheKey) -> FleetTurn {
+        let Some(fleet) = &self.fleet else {
+            return FleetTurn::Fetch(None);
+        };
+        let name = key.to_string();
+        match fleet.try_lock(&name).await {
+            LockAttempt::Acquired(lock) => FleetTurn::Fetch(Some(lock)),
+            LockAttempt::Unavailable => FleetTurn::Fetch(None),
+            LockAttempt::Held => match fleet.wait_unlocked(&name, LOCK_POLL, self.fleet_wait).await
+            {
+                WaitOutcome::Released => FleetTurn::Reread,
+                WaitOutcome::TimedOut => {
+                    warn!(%key, "another node's fetch is taking too long: fetching here too");
+                    FleetTurn::Fetch(None)
+                }
+                WaitOutcome::Unavailable => FleetTurn::Fetch(None),
+            },
+        }
+    }
+
+    /// Writes buffered counters and waits briefly for queued uploads (at shutdown).
+    pub async fn flush(&self, wait: Duration) {
+        if let Some(l3) = &self.l3
+            && !l3.queue.wait_idle(wait).await
+        {
+            warn!(
+                pending = l3.queue.stats().depth,
+                "L3 uploads still queued at shutdown: not replicated"
+            );
+        }
+        if let Some(fleet) = &self.fleet
+            && let Err(e) = fleet.flush_now().await
+        {
+            warn!(error = %e, "fleet counters not flushed at shutdown");
+        }
+    }
+}
