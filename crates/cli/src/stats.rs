@@ -21,6 +21,30 @@ pub struct Stats {
     pub kinds: BTreeMap<String, KindUsage>,
     /// Absent when the server runs without an npm upstream.
     pub npm: Option<NpmStats>,
+    /// The whole fleet's numbers; absent when the server has no Redis.
+    pub fleet: Option<FleetStats>,
+}
+
+/// What every node of a fleet counted together (from Redis).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct FleetStats {
+    pub hit_rate: f64,
+    pub tiers: BTreeMap<String, TierStats>,
+    pub misses: u64,
+    pub origin_fetches: u64,
+    pub build: FleetBuild,
+    pub top_packages: Vec<TopPackage>,
+    /// Set when Redis could not be read.
+    pub error: Option<String>,
+}
+
+/// The fleet's build-cache numbers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct FleetBuild {
+    pub hits: u64,
+    pub time_saved_ms: u64,
 }
 
 /// Per tier counters.
@@ -29,6 +53,7 @@ pub struct Stats {
 pub struct Tiers {
     pub l1: TierStats,
     pub l2: TierStats,
+    pub l3: Option<TierStats>,
     pub origin: TierStats,
 }
 
@@ -136,7 +161,11 @@ pub fn render(s: &Stats) -> String {
         }
     }
     let _ = writeln!(out, "hit rate   {} overall", percent(s.hit_rate));
-    for (name, t) in [("l1", &s.tiers.l1), ("l2", &s.tiers.l2)] {
+    let mut tiers = vec![("l1", &s.tiers.l1), ("l2", &s.tiers.l2)];
+    if let Some(l3) = &s.tiers.l3 {
+        tiers.push(("l3", l3));
+    }
+    for (name, t) in tiers {
         let _ = writeln!(
             out,
             "  {name}       {:>6}  ({} hits, {} misses)",
@@ -157,23 +186,60 @@ pub fn render(s: &Stats) -> String {
             "  npm      {:>6}  ({requests} requests; {origin})",
             percent(npm.hit_rate)
         );
-        if npm.top_packages.is_empty() {
-            let _ = writeln!(out, "top packages: none yet");
-        } else {
-            let _ = writeln!(out, "top packages by hits");
-            let width = npm
-                .top_packages
-                .iter()
-                .take(10)
-                .map(|p| p.hits.to_string().len())
-                .max()
-                .unwrap_or(1);
-            for p in npm.top_packages.iter().take(10) {
-                let _ = writeln!(out, "  {:>width$}  {}", p.hits, p.name);
-            }
+        if s.fleet.is_none() {
+            top_packages(&mut out, &npm.top_packages);
         }
     }
+    if let Some(fleet) = &s.fleet {
+        render_fleet(&mut out, fleet);
+    }
     out
+}
+
+/// The fleet's block: its hit rate, hits per tier, origin fetches, build time saved and the
+/// fleet's top packages.
+fn render_fleet(out: &mut String, f: &FleetStats) {
+    if let Some(e) = &f.error {
+        let _ = writeln!(out, "fleet      unavailable ({e})");
+        return;
+    }
+    let hits: Vec<String> = f
+        .tiers
+        .iter()
+        .map(|(name, t)| format!("{name} {}", t.hits))
+        .collect();
+    let _ = writeln!(
+        out,
+        "fleet      {} hit rate across every node (hits: {}; {} misses, {} origin fetches)",
+        percent(f.hit_rate),
+        hits.join(", "),
+        f.misses,
+        f.origin_fetches
+    );
+    let _ = writeln!(
+        out,
+        "  build    {} hits saved {}",
+        f.build.hits,
+        humantime::format_duration(Duration::from_secs(f.build.time_saved_ms / 1000))
+    );
+    top_packages(out, &f.top_packages);
+}
+
+fn top_packages(out: &mut String, top: &[TopPackage]) {
+    if top.is_empty() {
+        let _ = writeln!(out, "top packages: none yet");
+        return;
+    }
+    let _ = writeln!(out, "top packages by hits");
+    let width = top
+        .iter()
+        .take(10)
+        .map(|p| p.hits.to_string().len())
+        .max()
+        .unwrap_or(1);
+    for p in top.iter().take(10) {
+        let _ = writeln!(out, "  {:>width$}  {}", p.hits, p.name);
+    }
 }
 
 #[cfg(test)]
@@ -212,6 +278,27 @@ top packages by hits
    3  @types/react
 ";
         assert_eq!(text, want);
+    }
+
+    #[test]
+    fn with_a_fleet_the_summary_shows_the_fleets_numbers_and_top_packages() {
+        let mut stats: Stats = serde_json::from_str(SAMPLE).unwrap();
+        stats.fleet = Some(
+            serde_json::from_str(
+                r#"{"hit_rate": 0.9, "tiers": {"l1": {"hits": 70}, "l2": {"hits": 10}, "l3": {"hits": 10}},
+                    "misses": 10, "origin_fetches": 10, "build": {"hits": 4, "time_saved_ms": 125000},
+                    "top_packages": [{"name": "lodash", "hits": 40}]}"#,
+            )
+            .unwrap(),
+        );
+        let text = render(&stats);
+        assert!(
+            text.contains("fleet      90.0% hit rate across every node (hits: l1 70, l2 10, l3 10; 10 misses, 10 origin fetches)"),
+            "{text}"
+        );
+        assert!(text.contains("  build    4 hits saved 2m 5s"), "{text}");
+        assert!(text.contains("  40  lodash"), "{text}");
+        assert!(!text.contains("react"), "node-local top packages shown: {text}");
     }
 
     #[test]

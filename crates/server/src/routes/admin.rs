@@ -43,12 +43,13 @@ async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let store = &state.store;
     let (l1, l2) = (store.l1().stats().snapshot(), store.l2().stats().snapshot());
     let kinds = store.l2().usage_by_kind().await?;
-    // A lookup reaches L1 first; it is a cache hit if L1 or L2 had it.
+    // A lookup reaches L1 first; it is a cache hit if any tier had it.
+    let l3_hits = store.l3().map_or(0, |l3| l3.stats().snapshot().hits);
     let lookups = l1.hits + l1.misses;
     let overall = if lookups == 0 {
         0.0
     } else {
-        (l1.hits + l2.hits) as f64 / lookups as f64
+        (l1.hits + l2.hits + l3_hits) as f64 / lookups as f64
     };
     let mut body = json!({
         "hit_rate": overall,
@@ -59,6 +60,9 @@ async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
         },
         "kinds": kinds,
     });
+    if let Some(l3) = store.l3() {
+        body["tiers"]["l3"] = tier(l3.stats().snapshot());
+    }
     let build = state.build.stats().report();
     let turbo = kinds.get(crate::build::KIND).copied().unwrap_or_default();
     body["build"] = json!({
