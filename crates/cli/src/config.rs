@@ -429,4 +429,48 @@ mod tests {
         };
         assert!(ServeConfig::resolve(args).is_err());
     }
+
+    #[test]
+    fn the_shared_tier_and_redis_come_from_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[l3]\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"b\"\nttl = \"2d\"\nqueue = 7\n[redis]\nurl = \"redis://127.0.0.1:1\"\nlock_lease = \"2s\"\nfleet_wait = \"5s\"\n[l2]\nfsync = false\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            fleet: FleetArgs {
+                l3_prefix: Some("p".into()),
+                redis_url: Some("redis://127.0.0.1:2".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let c = ServeConfig::resolve(args).unwrap();
+        let l3 = c.store.l3.unwrap();
+        assert_eq!(l3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(l3.path_style);
+        assert_eq!((l3.bucket.as_str(), l3.prefix.as_str()), ("b", "p"));
+        assert_eq!(l3.ttl, Duration::from_secs(2 * 86400));
+        assert_eq!(c.store.l3_queue, 7);
+        let redis = c.store.redis.unwrap();
+        assert_eq!(redis.url, "redis://127.0.0.1:2");
+        assert_eq!(redis.lock_lease, Duration::from_secs(2));
+        assert_eq!(c.store.fleet_wait, Duration::from_secs(5));
+        assert!(!c.store.l2.fsync);
+
+        // An endpoint without a bucket is a mistake, not "no L3".
+        std::fs::write(&path, "[l3]\nendpoint = \"http://127.0.0.1:9000\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let e = ServeConfig::resolve(args).unwrap_err().to_string();
+        assert!(e.contains("no bucket"), "{e}");
+        // Without either, the node is alone.
+        let c = ServeConfig::resolve(ServeArgs::default()).unwrap();
+        assert!(c.store.l3.is_none() && c.store.redis.is_none());
+    }
 }
