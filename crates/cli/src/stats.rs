@@ -298,7 +298,10 @@ top packages by hits
         );
         assert!(text.contains("  build    4 hits saved 2m 5s"), "{text}");
         assert!(text.contains("  40  lodash"), "{text}");
-        assert!(!text.contains("react"), "node-local top packages shown: {text}");
+        assert!(
+            !text.contains("react"),
+            "node-local top packages shown: {text}"
+        );
     }
 
     #[test]
