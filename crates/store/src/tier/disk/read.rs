@@ -10,10 +10,8 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use redb::ReadableDatabase;
 use tiercache_core::{ContentHash, ContentHasher};
-use tokio_util::io::ReaderStream;
 use tracing::warn;
 
 use super::Inner;
@@ -92,8 +90,10 @@ impl Inner {
         }
     }
 
-    /// Streams `file` (already verified once), hashing again as it goes; if the bytes no longer
-    /// match, the stream ends in an error instead of its last chunk and the blob is removed.
+    /// Streams `file`, hashing every byte again as it goes; if the bytes do not match, the
+    /// stream ends in an error instead of its last chunk and the blob is removed. Each chunk
+    /// is read and hashed on a blocking thread while the one before is being sent, so disk,
+    /// hash and socket overlap.
     fn verified_stream(
         self: &Arc<Self>,
         key: &str,
@@ -103,60 +103,99 @@ impl Inner {
         lease: Lease,
     ) -> Body {
         let state = ServeState {
-            reader: ReaderStream::with_capacity(tokio::fs::File::from_std(file), CHUNK),
-            hasher: ContentHasher::new(),
+            next: Some(read_next(Reader {
+                file,
+                hasher: ContentHasher::new(),
+            })),
+            held: None,
             inner: self.clone(),
             key: key.to_owned(),
             size,
             hash,
-            finished: false,
             _lease: lease,
         };
         let stream = futures::stream::unfold(state, |mut st| async move {
-            if st.finished {
-                return None;
-            }
-            let item = match st.reader.next().await {
-                Some(Ok(chunk)) => {
-                    st.hasher.update(&chunk);
-                    if st.hasher.len() >= st.size && !st.intact() {
-                        Err(st.fail().await)
-                    } else {
-                        Ok(chunk)
+            loop {
+                let next = st.next.take()?;
+                let (reader, read) = match next.await {
+                    Ok(step) => step,
+                    Err(e) => return Some((Err(io::Error::other(e)), st)),
+                };
+                match read {
+                    Err(e) => return Some((Err(e), st)),
+                    Ok(Some(chunk)) => {
+                        if reader.hasher.len() > st.size {
+                            return Some((Err(st.fail().await), st));
+                        }
+                        st.next = Some(read_next(reader));
+                        // One chunk is always held back, so the last is sent only once
+                        // every byte has been verified.
+                        if let Some(ready) = st.held.replace(chunk) {
+                            return Some((Ok(ready), st));
+                        }
+                    }
+                    Ok(None) => {
+                        let intact = reader.hasher.len() == st.size
+                            && reader.hasher.finish() == st.hash;
+                        if !intact {
+                            return Some((Err(st.fail().await), st));
+                        }
+                        return st.held.take().map(|last| (Ok(last), st));
                     }
                 }
-                Some(Err(e)) => {
-                    st.finished = true;
-                    Err(e)
-                }
-                None if st.hasher.len() == st.size => return None,
-                None => Err(st.fail().await),
-            };
-            Some((item, st))
+            }
         });
         Body::Stream(Box::pin(stream))
     }
 }
 
-/// The second, served pass over a large blob.
-struct ServeState {
-    reader: ReaderStream<tokio::fs::File>,
+/// The file being served and the hash of what was read so far.
+struct Reader {
+    file: File,
     hasher: ContentHasher,
+}
+
+/// What one blocking read gives back: the reader, and the next chunk (`None` at the end).
+type Step = (Reader, io::Result<Option<Bytes>>);
+
+/// Reads and hashes the next chunk on a blocking thread.
+fn read_next(mut reader: Reader) -> tokio::task::JoinHandle<Step> {
+    tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; CHUNK];
+        let mut filled = 0;
+        // Fill the chunk (a short read is not the end of the file).
+        while filled < CHUNK {
+            match reader.file.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (reader, Err(e)),
+            }
+        }
+        if filled == 0 {
+            return (reader, Ok(None));
+        }
+        buf.truncate(filled);
+        reader.hasher.update(&buf);
+        (reader, Ok(Some(Bytes::from(buf))))
+    })
+}
+
+/// The served pass over a large blob.
+struct ServeState {
+    next: Option<tokio::task::JoinHandle<Step>>,
+    held: Option<Bytes>,
     inner: Arc<Inner>,
     key: String,
     size: u64,
     hash: ContentHash,
-    finished: bool,
     _lease: Lease,
 }
 
 impl ServeState {
-    fn intact(&self) -> bool {
-        self.hasher.len() == self.size && self.hasher.finish() == self.hash
-    }
-
     async fn fail(&mut self) -> io::Error {
-        self.finished = true;
+        self.next = None;
+        self.held = None;
         let (inner, key, hash) = (self.inner.clone(), self.key.clone(), self.hash);
         let _ = tokio::task::spawn_blocking(move || inner.quarantine(&key, &hash)).await;
         io::Error::new(
