@@ -45,6 +45,9 @@ pub struct EntryMeta {
     /// Opaque headers a front-end keeps with the entry.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: Headers,
+    /// Written once: where nodes race to store the key, the first write is the one kept.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub immutable: bool,
 }
 
 impl EntryMeta {
@@ -86,6 +89,8 @@ pub struct PutOptions {
     pub epoch: u64,
     /// If set, the body must hash to this or nothing is stored.
     pub expected_hash: Option<ContentHash>,
+    /// The key is written once (a build artifact): the fleet keeps the first write.
+    pub immutable: bool,
 }
 
 fn printable(s: &str) -> bool {
@@ -144,6 +149,7 @@ impl PutOptions {
             tags: self.tags,
             content_type: self.content_type,
             headers: self.headers,
+            immutable: self.immutable,
         }
     }
 }

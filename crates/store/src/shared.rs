@@ -17,7 +17,10 @@ use crate::error::StoreError;
 use crate::fleet::{Fleet, FleetLock, LockAttempt, WaitOutcome};
 use crate::stats::TierName;
 use crate::tier::disk::DiskTier;
-use crate::tier::object::{ObjectTier, QueueStats, SweeperHandle, UploadQueue, UploadSource};
+use crate::tier::memory::MemoryTier;
+use crate::tier::object::{
+    ObjectTier, PutOutcome, QueueStats, SweeperHandle, UploadQueue, UploadSource,
+};
 
 /// Workers uploading to L3 at once.
 const UPLOAD_WORKERS: usize = 2;
@@ -32,6 +35,7 @@ pub(crate) struct Shared {
     l3: Option<L3>,
     fleet: Option<Fleet>,
     fleet_wait: Duration,
+    local: Option<Arc<Local>>,
 }
 
 #[derive(Clone)]
@@ -41,16 +45,55 @@ struct L3 {
     _sweeper: Arc<SweeperHandle>,
 }
 
-/// The queue's source of large bodies: the copy just written to L2.
-struct FromDisk(DiskTier);
+/// The queue's source of large bodies (the copy just written to L2), its exclusion for
+/// first-write-wins uploads (the fleet's lock), and what to do when another write won.
+struct Local {
+    l1: MemoryTier,
+    l2: DiskTier,
+    fleet: Option<Fleet>,
+    fleet_wait: Duration,
+}
 
-impl UploadSource for FromDisk {
+impl UploadSource for Local {
     fn open(&self, key: CacheKey, meta: EntryMeta) -> BoxFuture<'static, Option<Body>> {
-        let l2 = self.0.clone();
+        let l2 = self.l2.clone();
         Box::pin(async move {
             match l2.get(&key).await {
                 Ok(Some(hit)) if hit.meta.hash == meta.hash => Some(hit.body),
                 _ => None,
+            }
+        })
+    }
+
+    fn exclusive(&self, key: CacheKey) -> BoxFuture<'static, Option<Box<dyn Send>>> {
+        let (fleet, wait) = (self.fleet.clone(), self.fleet_wait);
+        Box::pin(async move {
+            let fleet = fleet?;
+            let name = format!("put:{key}");
+            match fleet.try_lock(&name).await {
+                LockAttempt::Acquired(lock) => Some(Box::new(lock) as Box<dyn Send>),
+                // Another node is writing it: once it is done, the put finds its write.
+                LockAttempt::Held => {
+                    fleet.wait_unlocked(&name, LOCK_POLL, wait).await;
+                    None
+                }
+                LockAttempt::Unavailable => None,
+            }
+        })
+    }
+
+    fn superseded(&self, key: CacheKey, theirs: EntryMeta) -> BoxFuture<'static, ()> {
+        let (l1, l2) = (self.l1.clone(), self.l2.clone());
+        Box::pin(async move {
+            // The fleet keeps the first write; this node's copy goes, so every node serves
+            // the same bytes (the next read promotes the kept one from L3).
+            let ours = l2.head(&key).await.ok().flatten();
+            if ours.is_some_and(|m| m.hash != theirs.hash) {
+                l1.remove(&key).await;
+                if let Err(e) = l2.delete(&key).await {
+                    warn!(%key, error = %e, "could not drop a superseded local copy");
+                }
+                debug!(%key, kept = %theirs.hash, "another node's first write kept: local copy dropped");
             }
         })
     }
@@ -66,12 +109,19 @@ pub(crate) enum FleetTurn {
 
 impl Shared {
     /// Opens L3 and connects to Redis as configured; neither touches the network yet.
-    pub fn open(config: &StoreConfig, l2: &DiskTier) -> Result<Self, StoreError> {
+    pub fn open(config: &StoreConfig, l1: &MemoryTier, l2: &DiskTier) -> Result<Self, StoreError> {
+        let fleet = config.redis.as_ref().map(Fleet::connect);
+        let local = Arc::new(Local {
+            l1: l1.clone(),
+            l2: l2.clone(),
+            fleet: fleet.clone(),
+            fleet_wait: config.fleet_wait,
+        });
         let l3 = match &config.l3 {
             None => None,
             Some(cfg) => {
                 let tier = ObjectTier::open(cfg).map_err(|e| StoreError::Config(e.to_string()))?;
-                let source = Arc::new(FromDisk(l2.clone()));
+                let source = local.clone() as Arc<dyn UploadSource>;
                 let queue =
                     UploadQueue::start(tier.clone(), source, config.l3_queue, UPLOAD_WORKERS);
                 let sweeper = Arc::new(tier.spawn_sweeper(config.l3_sweep_interval, SWEEP_BATCH));
@@ -84,8 +134,9 @@ impl Shared {
         };
         Ok(Shared {
             l3,
-            fleet: config.redis.as_ref().map(Fleet::connect),
+            fleet,
             fleet_wait: config.fleet_wait,
+            local: Some(local),
         })
     }
 
@@ -131,9 +182,19 @@ impl Shared {
     /// find it in L3); falls back to the queue if that fails.
     pub async fn replicate_now(&self, key: &CacheKey, meta: &EntryMeta, body: Body) {
         let Some(l3) = &self.l3 else { return };
-        if let Err(e) = l3.tier.put(key, meta, body).await {
-            debug!(%key, error = %e, "L3 upload failed: queued for retry");
-            self.replicate(key, meta, None);
+        match l3.tier.put(key, meta, body).await {
+            Ok(PutOutcome::Stored) => {}
+            Ok(PutOutcome::Kept(theirs)) => {
+                if let Some(local) = &self.local
+                    && theirs.hash != meta.hash
+                {
+                    local.superseded(key.clone(), theirs).await;
+                }
+            }
+            Err(e) => {
+                debug!(%key, error = %e, "L3 upload failed: queued for retry");
+                self.replicate(key, meta, None);
+            }
         }
     }
 

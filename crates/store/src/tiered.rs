@@ -134,10 +134,11 @@ impl TieredStore {
         if config.l1.budget_bytes > 0 {
             config.inline_read_bytes = config.inline_read_bytes.max(config.l1.max_entry_bytes);
         }
+        let l1 = MemoryTier::new(config.l1.clone());
         let l2 = DiskTier::open(&config).await?;
         Ok(TieredStore {
-            l1: MemoryTier::new(config.l1.clone()),
-            shared: Shared::open(&config, &l2)?,
+            shared: Shared::open(&config, &l1, &l2)?,
+            l1,
             l2,
             flights: Arc::new(SingleFlight::default()),
             origin: Arc::new(TierStats::default()),

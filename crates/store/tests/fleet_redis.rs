@@ -2,13 +2,10 @@
 //! the fleet lock (mutual exclusion, release, lease expiry after a crash, renewal), Redis
 //! going away and coming back, and a three-master Redis Cluster.
 
-#[path = "common/redis.rs"]
-mod redis_server;
-
 use std::time::Duration;
 
-use redis_server::{RedisCluster, RedisServer};
 use tiercache_store::{Fleet, FleetStatus, LockAttempt, RedisConfig, WaitOutcome};
+use tiercache_testkit::redis::{RedisCluster, RedisServer, free_port};
 
 /// Bound on anything a test waits for, so a bug fails the test instead of hanging it.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -284,7 +281,7 @@ async fn redis_going_away_degrades_then_buffered_counts_land_when_it_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_started_before_redis_connects_once_it_is_up() {
-    let port = redis_server::free_port();
+    let port = free_port();
     let cfg = config(&format!("redis://127.0.0.1:{port}"), "late");
     let fleet = Fleet::connect(&cfg);
     fleet.count("early", 3);

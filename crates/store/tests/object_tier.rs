@@ -1,9 +1,6 @@
 //! L3 against a real S3-compatible server (moto): round trips, dedup, expiry, the sweeper,
 //! verification of corrupt objects, the circuit while S3 is down, and the upload queue.
 
-#[path = "common/moto.rs"]
-mod moto;
-
 use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -12,7 +9,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use moto::{BUCKET, Moto};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -21,6 +17,7 @@ use tiercache_store::{
     Body, L3Config, L3Credentials, L3Error, L3Status, ObjectTier, TierName, UploadQueue,
     UploadSource,
 };
+use tiercache_testkit::moto::{BUCKET, Moto};
 
 const MIB: usize = 1024 * 1024;
 /// Generous bound on operations that must not hang; the assertions are about outcomes.
@@ -67,6 +64,7 @@ fn meta_of(body: &[u8]) -> EntryMeta {
         tags: Vec::new(),
         content_type: None,
         headers: Default::default(),
+        immutable: false,
     }
 }
 

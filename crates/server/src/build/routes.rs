@@ -212,6 +212,8 @@ async fn put_artifact(
     let opts = PutOptions {
         content_type: Some("application/octet-stream".into()),
         headers: meta_headers,
+        // Across a fleet too: nodes racing on one hash all end up serving the first write.
+        immutable: true,
         ..Default::default()
     };
     let body = Body::Stream(upload::limited(body, limit));

@@ -135,8 +135,8 @@ impl Inner {
                         }
                     }
                     Ok(None) => {
-                        let intact = reader.hasher.len() == st.size
-                            && reader.hasher.finish() == st.hash;
+                        let intact =
+                            reader.hasher.len() == st.size && reader.hasher.finish() == st.hash;
                         if !intact {
                             return Some((Err(st.fail().await), st));
                         }

@@ -36,6 +36,7 @@ pub use health::{L3Health, L3Status};
 pub use layout::Layout;
 pub use queue::{QueueStats, UploadQueue, UploadSource};
 pub use sweep::{SweepReport, SweeperHandle};
+pub use write::PutOutcome;
 
 /// The L3 tier: a cheap, cloneable handle on one bucket and prefix.
 #[derive(Clone)]
@@ -168,11 +169,17 @@ impl ObjectTier {
 
     /// Stores `body` as the entry `key`: its blob first (skipped if already there), then its
     /// metadata. The body must match `meta.size` and `meta.hash`, or nothing is stored.
-    pub async fn put(&self, key: &CacheKey, meta: &EntryMeta, body: Body) -> Result<(), L3Error> {
+    /// An immutable entry that already holds another write keeps it ([`PutOutcome::Kept`]).
+    pub async fn put(
+        &self,
+        key: &CacheKey,
+        meta: &EntryMeta,
+        body: Body,
+    ) -> Result<PutOutcome, L3Error> {
         let started = Instant::now();
         let result = self.inner.write(key, meta, body).await;
         match &result {
-            Ok(()) => self
+            Ok(_) => self
                 .inner
                 .stats
                 .wrote(TierName::L3, meta.size, started.elapsed()),

@@ -18,7 +18,7 @@ use tokio::sync::{Mutex, Notify, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use super::ObjectTier;
+use super::{ObjectTier, PutOutcome};
 use crate::body::Body;
 
 /// First wait before retrying a failed upload.
@@ -26,11 +26,23 @@ const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest wait between retries of a failed upload.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Where the queue gets the body of an upload whose bytes were not carried inline.
+/// Where the queue gets the body of an upload whose bytes were not carried inline, and who
+/// makes a first-write-wins upload exclusive and hears how it ended.
 pub trait UploadSource: Send + Sync {
     /// The body of the entry `key` as `meta` describes it, or `None` if it is gone (the
     /// job is then dropped silently).
     fn open(&self, key: CacheKey, meta: EntryMeta) -> BoxFuture<'static, Option<Body>>;
+
+    /// Something held while an immutable entry is uploaded, so that no other writer decides
+    /// at the same time (the fleet's lock); `None` if there is nothing to hold.
+    fn exclusive(&self, _key: CacheKey) -> BoxFuture<'static, Option<Box<dyn Send>>> {
+        Box::pin(async { None })
+    }
+
+    /// An immutable entry's upload found another write kept in L3 (`theirs`).
+    fn superseded(&self, _key: CacheKey, _theirs: EntryMeta) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// The queue's counters, for `/healthz` and tests.
@@ -220,10 +232,22 @@ async fn upload(tier: &ObjectTier, source: &dyn UploadSource, shared: &Shared, j
                 }
             },
         };
-        match tier.put(&job.key, &job.meta, body).await {
-            Ok(()) => {
+        let guard = if job.meta.immutable {
+            source.exclusive(job.key.clone()).await
+        } else {
+            None
+        };
+        let result = tier.put(&job.key, &job.meta, body).await;
+        drop(guard);
+        match result {
+            Ok(outcome) => {
                 shared.uploaded.fetch_add(1, SeqCst);
                 metrics::counter!("tiercache_l3_uploads_total").increment(1);
+                if let PutOutcome::Kept(theirs) = outcome
+                    && theirs.hash != job.meta.hash
+                {
+                    source.superseded(job.key.clone(), theirs).await;
+                }
                 return;
             }
             Err(e) => {

@@ -6,6 +6,11 @@
 //! with at most one part in flight and one filling; if the bytes do not match the entry's
 //! size and hash the upload is aborted, so nothing is stored. (Completing a multipart
 //! upload cannot be create-if-absent everywhere; racing writers write identical bytes.)
+//!
+//! An immutable entry (first write wins) is not written over: if its document exists, the
+//! put keeps it and says so; otherwise the document is written create-if-absent. Where the
+//! store ignores conditional writes, the caller makes the decision safe by holding the
+//! fleet's lock around the put.
 
 use std::sync::Arc;
 
@@ -23,6 +28,15 @@ use super::layout::EntryDoc;
 use super::{Inner, is_not_found};
 use crate::body::{Body, BodyStream};
 
+/// What a put did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The entry is stored as given.
+    Stored,
+    /// The key is immutable and already held this (other) write, which was kept.
+    Kept(EntryMeta),
+}
+
 impl Inner {
     /// Stores the blob (unless present) and then the entry document of `key`.
     pub(super) async fn write(
@@ -30,8 +44,13 @@ impl Inner {
         key: &CacheKey,
         meta: &EntryMeta,
         body: Body,
-    ) -> Result<(), L3Error> {
+    ) -> Result<PutOutcome, L3Error> {
         self.health.admit()?;
+        if meta.immutable
+            && let Some(existing) = self.read_entry(key).await?
+        {
+            return Ok(PutOutcome::Kept(existing));
+        }
         let blob = self.layout.blob(&meta.hash);
         let timeout = Some(self.first_byte_timeout);
         let mode = match self.s3(timeout, self.store.head(&blob)).await {
@@ -60,11 +79,26 @@ impl Inner {
             path: path.to_string(),
             reason: e.to_string(),
         })?;
+        let mode = if meta.immutable {
+            PutMode::Create
+        } else {
+            PutMode::Overwrite
+        };
         let request =
             self.store
-                .put_opts(&path, PutPayload::from(json), ObjectPutOptions::default());
-        self.s3(None, request).await?;
-        Ok(())
+                .put_opts(&path, PutPayload::from(json), ObjectPutOptions::from(mode));
+        match self.s3(None, request).await {
+            Ok(_) => Ok(PutOutcome::Stored),
+            Err(L3Error::Store(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            )) => match self.read_entry(key).await? {
+                Some(existing) => Ok(PutOutcome::Kept(existing)),
+                // Written and gone again (expired, deleted) in between: ours is as good.
+                None => Ok(PutOutcome::Stored),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     /// Buffers, verifies and uploads a body of at most one part.

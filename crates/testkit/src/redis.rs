@@ -2,8 +2,7 @@
 //! stoppable and restartable on the same port (fault tests). Also a small Redis Cluster.
 //!
 //! The binary comes from `TIERCACHE_REDIS_SERVER` or `PATH`; a missing one fails the test
-//! (scripts/test.sh installs Debian's redis-server).
-#![allow(dead_code)]
+//! with a message saying how to install it (scripts/test.sh installs Debian's redis-server).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -14,16 +13,30 @@ use std::time::{Duration, Instant};
 /// How long a server may take to answer PING after starting.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The redis-server binary to run.
+/// The redis-server binary to run: `$TIERCACHE_REDIS_SERVER` (which must exist), else
+/// `redis-server` (looked up on `PATH` when started).
 fn server_bin() -> PathBuf {
-    std::env::var_os("TIERCACHE_REDIS_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("redis-server"))
+    match std::env::var_os("TIERCACHE_REDIS_SERVER").filter(|p| !p.is_empty()) {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            assert!(
+                path.is_file(),
+                "TIERCACHE_REDIS_SERVER={} is not a file: install redis-server (apt-get install \
+                 -y redis-server, as scripts/test.sh does) or point it at the binary",
+                path.display()
+            );
+            path
+        }
+        None => PathBuf::from("redis-server"),
+    }
 }
 
 /// redis-cli: beside an explicitly configured redis-server, else from PATH.
 fn cli_bin() -> PathBuf {
-    match std::env::var_os("TIERCACHE_REDIS_SERVER").map(PathBuf::from) {
+    match std::env::var_os("TIERCACHE_REDIS_SERVER")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+    {
         Some(server) => server
             .parent()
             .map(|dir| dir.join("redis-cli"))
@@ -82,7 +95,15 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Kills the process (as a crash would) and waits until it is gone.
+    /// Whether the process is running (started and not stopped).
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Kills the process (as a crash would) and waits until it is gone. Idempotent.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -90,7 +111,8 @@ impl RedisServer {
         }
     }
 
-    /// Starts it (again) on the same port and waits until it answers PING.
+    /// Starts it (again) on the same port and waits until it answers PING. Nothing is
+    /// persisted, so it starts empty.
     pub fn restart(&mut self) {
         self.stop();
         let bin = server_bin();
