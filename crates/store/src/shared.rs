@@ -43,6 +43,19 @@ struct L3 {
     tier: ObjectTier,
     queue: UploadQueue,
     _sweeper: Arc<SweeperHandle>,
+    _watch: Arc<AbortOnDrop>,
+}
+
+/// How often an idle node asks S3 whether it still answers.
+const L3_CHECK: Duration = Duration::from_secs(5);
+
+/// A background task that ends with the last handle on it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The queue's source of large bodies (the copy just written to L2), its exclusion for
@@ -125,10 +138,18 @@ impl Shared {
                 let queue =
                     UploadQueue::start(tier.clone(), source, config.l3_queue, UPLOAD_WORKERS);
                 let sweeper = Arc::new(tier.spawn_sweeper(config.l3_sweep_interval, SWEEP_BATCH));
+                let watched = tier.clone();
+                let watch = tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(L3_CHECK).await;
+                        watched.check().await;
+                    }
+                });
                 Some(L3 {
                     tier,
                     queue,
                     _sweeper: sweeper,
+                    _watch: Arc::new(AbortOnDrop(watch)),
                 })
             }
         };

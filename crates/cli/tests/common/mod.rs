@@ -18,6 +18,11 @@ pub struct Server {
 impl Server {
     /// Starts `tiercache serve` on 127.0.0.1 with its data in `data_dir`.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_with_env(data_dir, extra, &[])
+    }
+
+    /// Like [`Server::start`], with extra environment variables for the process.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tiercache"))
             .arg("serve")
             .arg("--listen")
@@ -27,6 +32,7 @@ impl Server {
             .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -156,4 +162,5 @@ pub async fn get_json(c: &reqwest::Client, url: &str) -> serde_json::Value {
     serde_json::from_str(&get_text(c, url).await).expect("body is JSON")
 }
 pub mod clients;
+pub mod fleet;
 pub mod origin;

@@ -105,11 +105,6 @@ impl HealthTracker {
             && s.last_failure.is_some_and(|t| t.elapsed() < FAIL_FAST_FOR)
     }
 
-    /// Whether the last operation failed.
-    pub(crate) fn is_degraded(&self) -> bool {
-        self.lock().status == FleetStatus::Degraded
-    }
-
     /// The report, with the counter buffer's numbers filled in by the caller.
     pub(crate) fn snapshot(&self, buffered: usize, dropped: u64) -> FleetHealth {
         let s = self.lock();

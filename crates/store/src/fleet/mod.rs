@@ -198,8 +198,8 @@ impl Fleet {
         }
     }
 
-    /// One background tick: flush what is buffered or, if Redis failed, probe it with a PING
-    /// so health recovers even when there is nothing to flush.
+    /// One background tick: flush what is buffered or, with nothing to flush, PING, so
+    /// health follows Redis (down and back up) even on an idle node.
     async fn tick(&self) {
         if self.inner.conn.borrow().is_none() {
             return;
@@ -208,7 +208,7 @@ impl Fleet {
             if let Err(e) = self.flush_now().await {
                 tracing::debug!(error = %e, "flushing fleet counters failed; kept for later");
             }
-        } else if self.inner.health.is_degraded() {
+        } else {
             let _ = self.query::<String>(&redis::cmd("PING"), false).await;
         }
     }

@@ -203,6 +203,18 @@ impl ObjectTier {
         Ok(true)
     }
 
+    /// Asks S3 whether it answers (one HEAD), so an idle node notices an outage too: a
+    /// failure degrades the tier as a failed request would. Does nothing while degraded
+    /// (the prober is asking already).
+    pub async fn check(&self) {
+        if self.inner.health.admit().is_err() {
+            return;
+        }
+        if let Err(e) = self.inner.probe().await {
+            self.inner.observe(e);
+        }
+    }
+
     /// Counters of this tier (hits, misses, bytes, writes, corrupt reads, errors).
     pub fn stats(&self) -> &TierStats {
         &self.inner.stats
