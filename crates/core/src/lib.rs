@@ -3,11 +3,13 @@
 //!
 //! Nothing here performs I/O, so every rule can be tested (and trusted) on its own.
 
+pub mod access;
 pub mod entry;
 pub mod hash;
 pub mod key;
 pub mod policy;
 
+pub use access::{Decision, Principal, Role};
 pub use entry::{EntryMeta, Headers, PutOptions};
 pub use hash::{ContentHash, ContentHasher};
 pub use key::{CacheKey, KeyError, Kind, Name, Scope};
