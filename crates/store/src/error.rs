@@ -32,6 +32,8 @@ pub enum StoreError {
     Task(String),
     #[error("invalid store configuration: {0}")]
     Config(String),
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
 }
 
 impl From<redb::Error> for StoreError {

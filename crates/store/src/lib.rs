@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fleet;
+pub mod scoped;
 mod shared;
 pub mod single_flight;
 pub mod stats;
@@ -21,6 +22,7 @@ pub use error::{LoadError, StoreError};
 pub use fleet::{
     Fleet, FleetError, FleetHealth, FleetLock, FleetStatus, LockAttempt, RedisConfig, WaitOutcome,
 };
+pub use scoped::Scoped;
 pub use stats::{StatsSnapshot, TierName, TierStats};
 pub use tier::disk::{DiskTier, KindUsage};
 pub use tier::memory::MemoryTier;

@@ -1,0 +1,93 @@
+//! A principal's view of the store: the sharing rules of `tiercache_core::access` enforced on
+//! every read, write and delete, in this one place, whatever front-end asks.
+//!
+//! No existence oracle: a key in a scope the principal may not read is, to it, absent — a
+//! read is a miss and a delete finds nothing, whether or not the entry exists. A write it may
+//! not make is refused the same way whether or not the key exists.
+
+use tiercache_core::{CacheKey, Decision, EntryMeta, Kind, Name, Principal, PutOptions, Scope};
+
+use crate::body::{Body, Hit};
+use crate::error::StoreError;
+use crate::tiered::TieredStore;
+
+/// The store as one principal may use it.
+pub struct Scoped<'a> {
+    store: &'a TieredStore,
+    who: &'a Principal,
+}
+
+impl TieredStore {
+    /// The store as `who` may use it.
+    pub fn scoped<'a>(&'a self, who: &'a Principal) -> Scoped<'a> {
+        Scoped { store: self, who }
+    }
+}
+
+impl Scoped<'_> {
+    /// The principal this view acts for.
+    pub fn principal(&self) -> &Principal {
+        self.who
+    }
+
+    fn readable(&self, key: &CacheKey) -> bool {
+        self.who.may_read(key.scope()).allowed()
+    }
+
+    /// The entry, if `key`'s scope is readable to the principal and the entry exists.
+    pub async fn get(&self, key: &CacheKey) -> Result<Option<Hit>, StoreError> {
+        if !self.readable(key) {
+            return Ok(None);
+        }
+        self.store.get(key).await
+    }
+
+    /// The entry's metadata, on the same terms as [`Scoped::get`].
+    pub async fn head(&self, key: &CacheKey) -> Result<Option<EntryMeta>, StoreError> {
+        if !self.readable(key) {
+            return Ok(None);
+        }
+        self.store.head(key).await
+    }
+
+    /// Stores the entry if the principal may write `key`'s scope.
+    pub async fn put(
+        &self,
+        key: &CacheKey,
+        opts: PutOptions,
+        body: Body,
+    ) -> Result<EntryMeta, StoreError> {
+        if let Decision::Deny(why) = self.who.may_write(key.scope()) {
+            return Err(StoreError::Forbidden(why));
+        }
+        self.store.put(key, opts, body).await
+    }
+
+    /// Removes the entry; a key the principal may not even read is absent to it.
+    pub async fn delete(&self, key: &CacheKey) -> Result<bool, StoreError> {
+        if !self.readable(key) {
+            return Ok(false);
+        }
+        if let Decision::Deny(why) = self.who.may_write(key.scope()) {
+            return Err(StoreError::Forbidden(why));
+        }
+        self.store.delete(key).await
+    }
+
+    /// The first entry named `kind`/`name` in the principal's read order: its own scope,
+    /// then its templates, then global.
+    pub async fn resolve(&self, kind: &Kind, name: &Name) -> Result<Option<Hit>, StoreError> {
+        for scope in self.who.read_order() {
+            let key = CacheKey::new(scope, kind.clone(), name.clone());
+            if let Some(hit) = self.store.get(&key).await? {
+                return Ok(Some(hit));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The principal's own scope, where its private writes go.
+    pub fn own_scope(&self) -> Option<Scope> {
+        self.who.own_scope()
+    }
+}
