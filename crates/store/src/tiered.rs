@@ -173,17 +173,21 @@ impl TieredStore {
         self.promote(key, hit).await
     }
 
-    /// Copies an L3 hit into L2 and L1. A small body was verified whole already; a large one
-    /// is verified on its way to disk and served from there, so bytes that fail are never
-    /// kept and never served.
+    /// Copies an L3 hit into L2 and L1. A small body was verified whole already (it is
+    /// answered at once and written to disk in the background); a large one is verified on
+    /// its way to disk and served from there, so bytes that fail are never kept or served.
     async fn promote(&self, key: &CacheKey, hit: Hit) -> Result<Option<Hit>, StoreError> {
         let Hit { meta, body, tier } = hit;
         match body {
             Body::Bytes(bytes) => {
-                if let Err(e) = self.l2.put_bytes(key, meta.clone(), bytes.clone()).await {
-                    warn!(%key, error = %e, "promoting an L3 hit to disk failed");
-                }
                 self.l1.insert(key, &meta, bytes.clone()).await;
+                // Verified already: the disk copy (and its fsync) need not delay the answer.
+                let (l2, k, m, b) = (self.l2.clone(), key.clone(), meta.clone(), bytes.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = l2.put_bytes(&k, m, b).await {
+                        warn!(key = %k, error = %e, "promoting an L3 hit to disk failed");
+                    }
+                });
                 Ok(Some(Hit {
                     meta,
                     body: Body::Bytes(bytes),
