@@ -36,6 +36,21 @@ if [[ -z "${TIERCACHE_MOTO_SERVER:-}" ]]; then
   fi
   export TIERCACHE_MOTO_SERVER
 fi
+# The secret detector's accuracy test scans real npm tarballs (a fixed list, exact versions),
+# fetched once with the npm client's own configured registry into a git-ignored directory.
+corpus=.tools/npm-corpus
+mkdir -p "$corpus"
+missing=()
+while read -r spec; do
+  [[ -z "$spec" || "$spec" == \#* ]] && continue
+  name="${spec%@*}"
+  name="${name#@}"
+  [[ -f "$corpus/${name//\//-}-${spec##*@}.tgz" ]] || missing+=("$spec")
+done < crates/scan/tests/corpus-packages.txt
+if (( ${#missing[@]} )); then
+  (cd "$corpus" && npm pack --silent "${missing[@]}" >/dev/null)
+fi
+export TIERCACHE_SCAN_CORPUS="$PWD/$corpus"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

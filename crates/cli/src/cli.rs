@@ -23,6 +23,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Show what a running server holds and how well it serves (from /admin/stats).
     Stats(StatsArgs),
+    /// Show the audit log: reads, writes, denials and promotions of non-global scopes.
+    Audit(AuditArgs),
     /// Print the .npmrc a sandbox should use to install through the cache.
     Npmrc(NpmrcArgs),
     /// Fill a running server's cache ahead of the installs that will need it.
@@ -33,6 +35,10 @@ pub enum Command {
     Build(crate::build::args::BuildArgs),
     /// Point a turbo workspace at this cache (writes DIR/.turbo/config.json).
     TurboConfig(crate::build::args::TurboConfigArgs),
+    /// Look for secrets (keys, tokens, private keys, .env files) in files, directories and archives.
+    Scan(crate::scan::ScanArgs),
+    /// Issue and inspect signed tokens (needs the server's TIERCACHE_AUTH_SECRET).
+    Token(crate::token::TokenArgs),
 }
 
 /// Flags of `tiercache stats`.
@@ -44,6 +50,35 @@ pub struct StatsArgs {
     /// Print the raw JSON of /admin/stats instead of the summary.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Flags of `tiercache audit`: from a data directory (default), or a server's /admin/audit.
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// Only this user's records (`anonymous` for callers without credentials).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only records since: an RFC 3339 time, milliseconds since the epoch, or a duration back from now (1h, 7d).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only this action: read, head, write, delete, promote, quarantine, list.
+    #[arg(long)]
+    pub action: Option<String>,
+    /// At most this many records, the newest.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: usize,
+    /// One JSON object per line instead of the text columns.
+    #[arg(long)]
+    pub json: bool,
+    /// The data directory whose audit log to read (works without a running server) [default: ./tiercache-data].
+    #[arg(long, env = "TIERCACHE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Ask this running server's /admin/audit instead of reading a data directory.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// An admin token for --server.
+    #[arg(long, env = "TIERCACHE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// Flags of `tiercache npmrc`.
@@ -156,6 +191,13 @@ pub struct ServeArgs {
     /// This server's public URL (e.g. https://cache.example), for links it hands out.
     #[arg(long, env = "TIERCACHE_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Without an auth secret, listen on a non-loopback address anyway: anyone who can
+    /// reach the server reads and writes every scope.
+    #[arg(long, env = "TIERCACHE_INSECURE_NO_AUTH", value_parser = clap::builder::BoolishValueParser::new())]
+    pub insecure_no_auth: bool,
+    /// Whether requests without a token may read the global scope (with an auth secret) [default: true].
+    #[arg(long, env = "TIERCACHE_AUTH_ANONYMOUS_READS")]
+    pub auth_anonymous_reads: Option<bool>,
     /// The shared tier (L3) and the fleet's Redis.
     #[command(flatten)]
     pub fleet: FleetArgs,

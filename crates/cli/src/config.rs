@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+use tiercache_server::auth::{AuthConfig, AuthSecret};
 use tiercache_server::build::BuildConfig;
 use tiercache_server::npm::NpmConfig;
 use tiercache_store::StoreConfig;
@@ -36,6 +37,39 @@ pub struct FileConfig {
     pub l3: L3File,
     #[serde(default)]
     pub redis: RedisFile,
+    #[serde(default)]
+    pub audit: AuditFile,
+    #[serde(default)]
+    pub auth: AuthFile,
+}
+
+/// The `[auth]` section of the file: signed tokens. `Debug` never shows the secret.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthFile {
+    pub secret: Option<String>,
+    pub anonymous_reads: Option<bool>,
+    pub leeway: Option<String>,
+}
+
+impl std::fmt::Debug for AuthFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthFile")
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("anonymous_reads", &self.anonymous_reads)
+            .field("leeway", &self.leeway)
+            .finish()
+    }
+}
+
+/// The `[audit]` section of the file: the audit log's rotation.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFile {
+    /// `current.jsonl` is rotated at this size, e.g. `64MiB`.
+    pub max_file: Option<String>,
+    /// Rotated files kept.
+    pub max_files: Option<usize>,
 }
 
 /// The `[l3]` section of the file: the shared tier in an S3-compatible bucket.
@@ -120,6 +154,10 @@ pub struct ServeConfig {
     /// `None` when no npm upstream is configured and the npm client has none either.
     pub npm: Option<NpmConfig>,
     pub build: BuildConfig,
+    /// Signed tokens; without a secret the server is single-user.
+    pub auth: AuthConfig,
+    /// Serve without a secret on a non-loopback address anyway.
+    pub insecure_no_auth: bool,
 }
 
 fn size(what: &str, s: &str) -> anyhow::Result<u64> {
@@ -199,6 +237,58 @@ fn resolve_redis(
     Ok(Some(redis))
 }
 
+/// The variable that holds the auth secret (there is no flag: it would show in `ps`).
+pub const AUTH_SECRET_ENV: &str = "TIERCACHE_AUTH_SECRET";
+
+/// The auth secret: `TIERCACHE_AUTH_SECRET`, else the file's `[auth] secret`, else none;
+/// one shorter than 32 bytes is an error naming where it came from (never its value).
+fn resolve_secret(file_secret: Option<String>) -> anyhow::Result<Option<AuthSecret>> {
+    let (text, from) = match std::env::var(AUTH_SECRET_ENV) {
+        Ok(v) => (v, AUTH_SECRET_ENV),
+        Err(std::env::VarError::NotUnicode(_)) => bail!("{AUTH_SECRET_ENV} is not valid UTF-8"),
+        Err(std::env::VarError::NotPresent) => match file_secret {
+            Some(v) => (v, "[auth] secret"),
+            None => return Ok(None),
+        },
+    };
+    AuthSecret::new(&text)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("{from}: {e}"))
+}
+
+/// `[auth]`: the secret (environment over file), anonymous reads (flag/env over file,
+/// default on) and the expiry leeway.
+fn resolve_auth(file: AuthFile, anonymous_reads: Option<bool>) -> anyhow::Result<AuthConfig> {
+    let mut c = AuthConfig {
+        secret: resolve_secret(file.secret)?,
+        ..AuthConfig::default()
+    };
+    if let Some(a) = anonymous_reads.or(file.anonymous_reads) {
+        c.anonymous_reads = a;
+    }
+    if let Some(l) = file.leeway {
+        c.leeway = duration("auth leeway", &l)?;
+        if c.leeway > Duration::from_secs(600) {
+            bail!("auth.leeway must be at most 10m");
+        }
+    }
+    Ok(c)
+}
+
+/// The auth secret for `tiercache token`: `TIERCACHE_AUTH_SECRET`, else `config`'s
+/// `[auth] secret`; an error if neither is set.
+pub fn token_secret(config: Option<&Path>) -> anyhow::Result<AuthSecret> {
+    let file_secret = match config {
+        Some(p) => load_file(p)?.auth.secret,
+        None => None,
+    };
+    resolve_secret(file_secret)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no auth secret: set {AUTH_SECRET_ENV}, or pass --config FILE with [auth] secret"
+        )
+    })
+}
+
 fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
@@ -263,17 +353,29 @@ impl ServeConfig {
         if store.l2.ttl.is_zero() || store.l1.ttl.is_zero() {
             bail!("a tier TTL must be longer than zero");
         }
+        if let Some(s) = file.audit.max_file {
+            store.audit_max_file_bytes = size("audit max_file", &s)?;
+            if store.audit_max_file_bytes == 0 {
+                bail!("audit.max_file must be larger than zero");
+            }
+        }
+        if let Some(n) = file.audit.max_files {
+            store.audit_max_files = n;
+        }
         store.l3 = resolve_l3(&args.fleet, file.l3, &mut store)?;
         store.redis = resolve_redis(&args.fleet, file.redis, &mut store)?;
         let public_url = args.public_url.or(file.public_url);
         let upstream = args.npm_upstream.or(file.npm.upstream.clone());
         let npm = resolve_npm(file.npm, upstream, public_url)?;
         let build = resolve_build(file.build, &store)?;
+        let auth = resolve_auth(file.auth, args.auth_anonymous_reads)?;
         Ok(ServeConfig {
             listen,
             store,
             npm,
             build,
+            auth,
+            insecure_no_auth: args.insecure_no_auth,
         })
     }
 }
@@ -413,6 +515,27 @@ mod tests {
     }
 
     #[test]
+    fn the_audit_section_sets_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[audit]\nmax_file = \"1MiB\"\nmax_files = 3\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = ServeConfig::resolve(args).unwrap();
+        assert_eq!(c.store.audit_max_file_bytes, 1024 * 1024);
+        assert_eq!(c.store.audit_max_files, 3);
+        std::fs::write(&path, "[audit]\nmax_file = \"0\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let e = ServeConfig::resolve(args).unwrap_err().to_string();
+        assert!(e.contains("audit.max_file"), "{e}");
+    }
+
+    #[test]
     fn bad_values_are_explained() {
         let args = ServeArgs {
             l1_budget: Some("lots".into()),
@@ -428,6 +551,51 @@ mod tests {
             ..Default::default()
         };
         assert!(ServeConfig::resolve(args).is_err());
+    }
+
+    #[test]
+    fn auth_comes_from_the_file_and_flags_and_is_never_printed() {
+        if std::env::var_os(AUTH_SECRET_ENV).is_some() {
+            return; // the environment would win over the file
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let secret = "file-secret-0123456789abcdef-0123456789";
+        std::fs::write(
+            &path,
+            format!("[auth]\nsecret = \"{secret}\"\nanonymous_reads = false\nleeway = \"5s\"\n"),
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = ServeConfig::resolve(args).unwrap();
+        assert!(c.auth.secret.is_some() && !c.auth.anonymous_reads);
+        assert_eq!(c.auth.leeway, Duration::from_secs(5));
+        assert!(!format!("{c:?}").contains(secret));
+        assert!(!format!("{:?}", load_file(&path).unwrap()).contains(secret));
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            auth_anonymous_reads: Some(true),
+            ..Default::default()
+        };
+        assert!(ServeConfig::resolve(args).unwrap().auth.anonymous_reads);
+        // Defaults: no secret (single-user), anonymous reads on.
+        let c = ServeConfig::resolve(ServeArgs::default()).unwrap();
+        assert!(c.auth.secret.is_none() && c.auth.anonymous_reads && !c.insecure_no_auth);
+        // A short secret names its source, never its value.
+        std::fs::write(&path, "[auth]\nsecret = \"tiny\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let e = ServeConfig::resolve(args).unwrap_err().to_string();
+        assert!(
+            e.contains("[auth] secret") && e.contains("at least 32 bytes"),
+            "{e}"
+        );
+        assert!(!e.contains("tiny"), "{e}");
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! `tiercache`: the command line of the cache server.
 
+mod audit;
 mod build;
 mod cli;
 mod config;
 mod http;
 mod npmrc;
 mod prewarm;
+mod scan;
 mod serve;
 mod stats;
 mod stdout;
+mod token;
 
 use clap::Parser;
 
@@ -25,11 +28,14 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         cli::Command::Serve(args) => serve::run(args).map(success),
         cli::Command::Stats(args) => stats::run(args).map(success),
+        cli::Command::Audit(args) => audit::run(args).map(success),
         cli::Command::Npmrc(args) => npmrc::run(args).map(success),
         cli::Command::Prewarm(args) => prewarm::run(args).map(success),
         cli::Command::Hash(args) => build::hash(args),
         cli::Command::Build(args) => build::run(args),
         cli::Command::TurboConfig(args) => build::turbo::run(args).map(success),
+        cli::Command::Scan(args) => scan::run(args),
+        cli::Command::Token(args) => token::run(args),
     };
     match result {
         Ok(code) => code,

@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tiercache_server::AppState;
+use tiercache_server::auth::Auth;
 use tiercache_server::build::BuildFrontend;
 use tiercache_server::npm::NpmFrontend;
 use tiercache_store::TieredStore;
@@ -29,19 +30,22 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
+    // Checked before anything is opened: a refused address never touches the data.
+    let auth = Auth::new(&config.auth);
+    check_auth_mode(&config.listen, &auth, config.insecure_no_auth).await?;
     let store = TieredStore::open(&config.store).await.with_context(|| {
         format!(
             "opening the store in {} (is another tiercache using it?)",
             config.store.data_dir.display()
         )
     })?;
+    let audit = tiercache_store::AuditLog::open_for(&config.store)
+        .await
+        .context("opening the audit log")?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() {
-        warn!(%addr, "listening on a non-loopback address without authentication: anyone who can reach it can read and write every scope");
-    }
     info!(%addr, data_dir = %config.store.data_dir.display(), "tiercache listening on http://{addr}");
     let npm = match config.npm {
         Some(npm_config) => {
@@ -54,7 +58,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         }
     };
     let build = BuildFrontend::new(config.build, store.fleet().cloned());
-    if build.is_open() {
+    if build.is_open() && !auth.is_enabled() && !addr.ip().is_loopback() {
         warn!(
             "build cache: no tokens configured ([build] tokens or TIERCACHE_BUILD_TOKENS); anyone who can reach the server may read and write artifacts"
         );
@@ -65,9 +69,54 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         max_body_bytes: config.store.max_entry_bytes,
         npm,
         build: Arc::new(build),
+        auth: Arc::new(auth),
+        audit: Arc::new(audit),
     };
     tiercache_server::serve(listener, state, shutdown_signal()).await?;
     info!("tiercache stopped cleanly");
+    Ok(())
+}
+
+/// Says which auth mode runs, and refuses a non-loopback address without a secret unless
+/// `--insecure-no-auth` is given. A listen address that resolves to several counts as
+/// loopback only if all of them are.
+async fn check_auth_mode(listen: &str, auth: &Auth, insecure_no_auth: bool) -> anyhow::Result<()> {
+    if auth.is_enabled() {
+        let anonymous = if auth.anonymous_reads() {
+            "requests without a token may read the global scope only"
+        } else {
+            "requests without a token are refused (401)"
+        };
+        info!("auth on: requests carry a signed token (Authorization: Bearer, HS256); {anonymous}");
+        if insecure_no_auth {
+            warn!("--insecure-no-auth has no effect: an auth secret is configured");
+        }
+        return Ok(());
+    }
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(listen)
+        .await
+        .with_context(|| format!("resolving the listen address {listen}"))?
+        .collect();
+    if !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()) {
+        info!(
+            "single-user mode: no auth secret; every request is admin; loopback only (set {} for signed tokens)",
+            crate::config::AUTH_SECRET_ENV
+        );
+        return Ok(());
+    }
+    if !insecure_no_auth {
+        bail!(
+            "refusing to listen on {listen} without authentication: no auth secret is configured, so every request would be admin. \
+             Set {} (or [auth] secret in the config file; at least 32 bytes) to require signed tokens, \
+             listen on a loopback address (e.g. --listen 127.0.0.1:7700), \
+             or pass --insecure-no-auth (TIERCACHE_INSECURE_NO_AUTH=1) to let anyone who can reach it read and write every scope",
+            crate::config::AUTH_SECRET_ENV
+        );
+    }
+    warn!(
+        listen,
+        "single-user mode on a non-loopback address (--insecure-no-auth): no auth secret; every request is admin; anyone who can reach it reads and writes every scope"
+    );
     Ok(())
 }
 

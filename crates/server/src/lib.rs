@@ -1,6 +1,7 @@
 //! The HTTP face of tiercache: the generic object API, `/healthz` and `/metrics`, over
 //! the tiered store. Front-ends (npm, build cache, assets) mount their routes here too.
 
+pub mod auth;
 pub mod build;
 pub mod error;
 pub mod etag;
@@ -25,6 +26,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::health::routes())
         .merge(routes::admin::routes())
+        .merge(routes::audit::routes())
         .merge(routes::objects::routes())
         .merge(npm::routes::routes())
         .merge(build::routes::routes())
@@ -42,11 +44,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let store = state.store.clone();
+    let audit = state.audit.clone();
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await?;
     if let Err(e) = store.flush(std::time::Duration::from_secs(5)).await {
         tracing::warn!(error = %e, "flushing the store at shutdown failed");
+    }
+    // Last: anything above may still have recorded accesses.
+    if let Err(e) = audit.close().await {
+        tracing::warn!(error = %e, "closing the audit log at shutdown failed");
     }
     Ok(())
 }

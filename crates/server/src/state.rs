@@ -18,4 +18,8 @@ pub struct AppState {
     pub build: Arc<crate::build::BuildFrontend>,
     /// The npm registry proxy, if an upstream is configured.
     pub npm: Option<Arc<crate::npm::NpmFrontend>>,
+    /// The audit log (`<data_dir>/audit/`); `AuditLog::disabled()` where nothing is kept.
+    pub audit: Arc<tiercache_store::AuditLog>,
+    /// Who is asking: signed tokens, or single-user mode without a secret.
+    pub auth: Arc<crate::auth::Auth>,
 }

@@ -35,6 +35,10 @@ pub struct StoreConfig {
     /// How often expired L3 entries and unreferenced blobs are deleted (listing a bucket is
     /// not free, so far less often than on disk).
     pub l3_sweep_interval: std::time::Duration,
+    /// The audit log (`<data_dir>/audit/`) rotates `current.jsonl` at this size.
+    pub audit_max_file_bytes: u64,
+    /// Rotated audit files kept; the oldest beyond this are deleted.
+    pub audit_max_files: usize,
 }
 
 impl StoreConfig {
@@ -52,6 +56,8 @@ impl StoreConfig {
             fleet_wait: std::time::Duration::from_secs(60),
             l3_queue: 1024,
             l3_sweep_interval: std::time::Duration::from_secs(3600),
+            audit_max_file_bytes: crate::audit::DEFAULT_MAX_FILE_BYTES,
+            audit_max_files: crate::audit::DEFAULT_MAX_FILES,
         }
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! Front-ends talk only to [`TieredStore`]; the tiers know nothing of npm or turbo.
 
+pub mod audit;
 pub mod body;
 pub mod clock;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod stats;
 pub mod tier;
 pub mod tiered;
 
+pub use audit::{Action, AuditError, AuditFilter, AuditLog, AuditRecord, Verdict};
 pub use body::{Body, BodyStream, Hit};
 pub use config::StoreConfig;
 pub use error::{LoadError, StoreError};

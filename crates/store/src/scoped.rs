@@ -7,6 +7,7 @@
 
 use tiercache_core::{CacheKey, Decision, EntryMeta, Kind, Name, Principal, PutOptions, Scope};
 
+use crate::audit::{Action, AuditLog};
 use crate::body::{Body, Hit};
 use crate::error::StoreError;
 use crate::tiered::TieredStore;
@@ -15,28 +16,50 @@ use crate::tiered::TieredStore;
 pub struct Scoped<'a> {
     store: &'a TieredStore,
     who: &'a Principal,
+    audit: Option<&'a AuditLog>,
 }
 
 impl TieredStore {
     /// The store as `who` may use it.
     pub fn scoped<'a>(&'a self, who: &'a Principal) -> Scoped<'a> {
-        Scoped { store: self, who }
+        Scoped {
+            store: self,
+            who,
+            audit: None,
+        }
     }
 }
 
-impl Scoped<'_> {
+impl<'a> Scoped<'a> {
+    /// The same view, recording every decision on a non-global scope in `log`.
+    pub fn audited(self, log: &'a AuditLog) -> Self {
+        Scoped {
+            audit: Some(log),
+            ..self
+        }
+    }
+
     /// The principal this view acts for.
     pub fn principal(&self) -> &Principal {
         self.who
     }
 
-    fn readable(&self, key: &CacheKey) -> bool {
-        self.who.may_read(key.scope()).allowed()
+    async fn record(&self, key: &CacheKey, action: Action, decision: &Decision) {
+        if let Some(log) = self.audit {
+            log.access(self.who, key, action, decision).await;
+        }
+    }
+
+    /// Whether the principal may read `key`'s scope; recorded.
+    async fn readable(&self, key: &CacheKey, action: Action) -> bool {
+        let decision = self.who.may_read(key.scope());
+        self.record(key, action, &decision).await;
+        decision.allowed()
     }
 
     /// The entry, if `key`'s scope is readable to the principal and the entry exists.
     pub async fn get(&self, key: &CacheKey) -> Result<Option<Hit>, StoreError> {
-        if !self.readable(key) {
+        if !self.readable(key, Action::Read).await {
             return Ok(None);
         }
         self.store.get(key).await
@@ -44,7 +67,7 @@ impl Scoped<'_> {
 
     /// The entry's metadata, on the same terms as [`Scoped::get`].
     pub async fn head(&self, key: &CacheKey) -> Result<Option<EntryMeta>, StoreError> {
-        if !self.readable(key) {
+        if !self.readable(key, Action::Head).await {
             return Ok(None);
         }
         self.store.head(key).await
@@ -57,7 +80,9 @@ impl Scoped<'_> {
         opts: PutOptions,
         body: Body,
     ) -> Result<EntryMeta, StoreError> {
-        if let Decision::Deny(why) = self.who.may_write(key.scope()) {
+        let decision = self.who.may_write(key.scope());
+        self.record(key, Action::Write, &decision).await;
+        if let Decision::Deny(why) = decision {
             return Err(StoreError::Forbidden(why));
         }
         self.store.put(key, opts, body).await
@@ -65,10 +90,14 @@ impl Scoped<'_> {
 
     /// Removes the entry; a key the principal may not even read is absent to it.
     pub async fn delete(&self, key: &CacheKey) -> Result<bool, StoreError> {
-        if !self.readable(key) {
+        if !self.who.may_read(key.scope()).allowed() {
+            self.record(key, Action::Delete, &self.who.may_read(key.scope()))
+                .await;
             return Ok(false);
         }
-        if let Decision::Deny(why) = self.who.may_write(key.scope()) {
+        let decision = self.who.may_write(key.scope());
+        self.record(key, Action::Delete, &decision).await;
+        if let Decision::Deny(why) = decision {
             return Err(StoreError::Forbidden(why));
         }
         self.store.delete(key).await
@@ -80,7 +109,24 @@ impl Scoped<'_> {
         for scope in self.who.read_order() {
             let key = CacheKey::new(scope, kind.clone(), name.clone());
             if let Some(hit) = self.store.get(&key).await? {
+                self.record(&key, Action::Read, &Decision::Allow).await;
                 return Ok(Some(hit));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The metadata of the first entry named `kind`/`name` in the principal's read order.
+    pub async fn resolve_head(
+        &self,
+        kind: &Kind,
+        name: &Name,
+    ) -> Result<Option<EntryMeta>, StoreError> {
+        for scope in self.who.read_order() {
+            let key = CacheKey::new(scope, kind.clone(), name.clone());
+            if let Some(meta) = self.store.head(&key).await? {
+                self.record(&key, Action::Head, &Decision::Allow).await;
+                return Ok(Some(meta));
             }
         }
         Ok(None)

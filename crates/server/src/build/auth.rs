@@ -62,15 +62,19 @@ impl Tokens {
             .ok_or_else(|| {
                 TurboError::unauthorized("an Authorization: Bearer token is required")
             })?;
-        let h = ContentHash::of(token.as_bytes());
+        self.lookup(token)
+            .ok_or_else(|| TurboError::forbidden("the token is not valid for this cache"))
+    }
+
+    /// What a presented token allows, if it is one of the configured tokens.
+    pub fn lookup(&self, token: &str) -> Option<Access> {
+        let h = ContentHash::of(token.trim().as_bytes());
         if self.read_write.contains(&h) {
-            Ok(Access::ReadWrite)
+            Some(Access::ReadWrite)
         } else if self.read_only.contains(&h) {
-            Ok(Access::ReadOnly)
+            Some(Access::ReadOnly)
         } else {
-            Err(TurboError::forbidden(
-                "the token is not valid for this cache",
-            ))
+            None
         }
     }
 }

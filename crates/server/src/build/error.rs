@@ -56,6 +56,7 @@ impl From<StoreError> for TurboError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::TooLarge { limit } => TurboError::too_large(limit),
+            StoreError::Forbidden(why) => TurboError::forbidden(why),
             StoreError::Options(o) => TurboError::bad_request(o.to_string()),
             StoreError::Body(io) => {
                 TurboError::bad_request(format!("reading the artifact body failed: {io}"))

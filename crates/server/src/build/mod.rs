@@ -9,7 +9,7 @@ pub mod error;
 pub mod routes;
 pub mod stats;
 
-use tiercache_core::{CacheKey, Kind, Name, Scope};
+use tiercache_core::{Kind, Name, Principal, Role, Scope};
 
 pub use auth::{Access, Tokens};
 pub use error::TurboError;
@@ -106,12 +106,27 @@ pub fn check_team(team: &str) -> Result<(), TurboError> {
     }
 }
 
-/// The store key of `team`'s artifact `hash` (both already checked).
-pub fn artifact_key(team: &str, hash: &str) -> Result<CacheKey, TurboError> {
+/// The kind and name of a team's artifact, in whichever scope it lives.
+pub fn artifact_name(team: &str, hash: &str) -> Result<(Kind, Name), TurboError> {
     let kind = Kind::new(KIND).map_err(|e| TurboError::bad_request(e.to_string()))?;
     let name = Name::new(&format!("{team}~{}", hash.to_ascii_lowercase()))
         .map_err(|e| TurboError::bad_request(e.to_string()))?;
-    Ok(CacheKey::new(Scope::Global, kind, name))
+    Ok((kind, name))
+}
+
+/// Where an upload by `who` goes: an admin's (and a static build token's) to global, a
+/// warmer's to its first template (global if it has none), a user's to its own scope.
+pub fn write_scope(who: &Principal) -> Option<Scope> {
+    match who.role {
+        Role::Admin => Some(Scope::Global),
+        Role::Warmer => Some(
+            who.templates
+                .first()
+                .and_then(|t| Scope::template(t).ok())
+                .unwrap_or(Scope::Global),
+        ),
+        Role::User => who.own_scope(),
+    }
 }
 
 #[cfg(test)]
@@ -130,9 +145,7 @@ mod tests {
         for bad in ["", ".x", "a/b", "a~b", "a%2f", &"t".repeat(65)] {
             assert!(check_team(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(
-            artifact_key("team_a", "ABC1").unwrap().to_string(),
-            "global/turbo/team_a~abc1"
-        );
+        let (kind, name) = artifact_name("team_a", "ABC1").unwrap();
+        assert_eq!((kind.as_str(), name.as_str()), ("turbo", "team_a~abc1"));
     }
 }

@@ -15,12 +15,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use tiercache_core::{EntryMeta, Headers, Kind, PutOptions, Scope};
+use tiercache_core::{CacheKey, Decision, EntryMeta, Headers, Kind, Principal, PutOptions, Scope};
 use tiercache_store::Body;
 
-use super::auth::Access;
 use super::error::TurboError;
-use super::{BuildFrontend, KIND, MAX_TAG, artifact_key, check_hash, check_team};
+use super::{BuildFrontend, KIND, MAX_TAG, artifact_name, check_hash, check_team, write_scope};
+use crate::auth;
 use crate::state::AppState;
 use crate::upload;
 
@@ -59,19 +59,23 @@ fn team_of(params: &HashMap<String, String>) -> Result<String, TurboError> {
     Ok(team.clone())
 }
 
+/// The caller and its team, if the caller may use that team.
 fn checked(
     state: &AppState,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
-) -> Result<(Arc<BuildFrontend>, Access, String), TurboError> {
+) -> Result<(Arc<BuildFrontend>, Principal, String), TurboError> {
     let build = state.build.clone();
-    let access = build.tokens.check(headers)?;
+    let caller = auth::build_caller(state, headers)?;
     let team = team_of(params)?;
-    Ok((build, access, team))
+    if let Decision::Deny(why) = caller.may_use_team(&team) {
+        return Err(TurboError::forbidden(why));
+    }
+    Ok((build, caller.principal, team))
 }
 
 async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match state.build.tokens.check(&headers) {
+    match auth::build_caller(&state, &headers) {
         Ok(_) => Json(json!({ "status": "enabled" })).into_response(),
         Err(e) => e.into_response(),
     }
@@ -114,10 +118,11 @@ async fn head_artifact(
     Query(params): Params,
     headers: HeaderMap,
 ) -> Result<Response, TurboError> {
-    let (_, _, team) = checked(&state, &headers, &params)?;
+    let (_, who, team) = checked(&state, &headers, &params)?;
     check_hash(&hash)?;
-    let key = artifact_key(&team, &hash)?;
-    let Some(meta) = state.store.head(&key).await? else {
+    let (kind, name) = artifact_name(&team, &hash)?;
+    let store = state.store.scoped(&who).audited(&state.audit);
+    let Some(meta) = store.resolve_head(&kind, &name).await? else {
         return Ok(StatusCode::NOT_FOUND.into_response());
     };
     let mut out = HeaderMap::new();
@@ -131,14 +136,15 @@ async fn get_artifact(
     Query(params): Params,
     headers: HeaderMap,
 ) -> Result<Response, TurboError> {
-    let (build, _, team) = checked(&state, &headers, &params)?;
+    let (build, who, team) = checked(&state, &headers, &params)?;
     check_hash(&hash)?;
-    let key = artifact_key(&team, &hash)?;
-    let Some(hit) = state.store.get(&key).await? else {
+    let (kind, name) = artifact_name(&team, &hash)?;
+    let store = state.store.scoped(&who).audited(&state.audit);
+    let Some(hit) = store.resolve(&kind, &name).await? else {
         build.stats.miss();
         return Err(TurboError::not_found());
     };
-    build.stats.hit(key.name().as_str(), duration_of(&hit.meta));
+    build.stats.hit(name.as_str(), duration_of(&hit.meta));
     let mut out = HeaderMap::new();
     artifact_headers(&hit.meta, &mut out);
     let body = match hit.body {
@@ -187,12 +193,15 @@ async fn put_artifact(
     headers: HeaderMap,
     body: HttpBody,
 ) -> Result<Response, TurboError> {
-    let (build, access, team) = checked(&state, &headers, &params)?;
-    if access != Access::ReadWrite {
+    let (build, who, team) = checked(&state, &headers, &params)?;
+    if who.read_only {
         return Err(TurboError::forbidden(
             "this token may only read from the cache",
         ));
     }
+    let Some(scope) = write_scope(&who) else {
+        return Err(TurboError::forbidden("anonymous callers cannot upload"));
+    };
     check_hash(&hash)?;
     let limit = build.config.max_artifact_bytes;
     let declared = headers
@@ -203,10 +212,12 @@ async fn put_artifact(
         return Err(TurboError::too_large(limit));
     }
     let meta_headers = upload_headers(&headers)?;
-    let key = artifact_key(&team, &hash)?;
+    let (kind, name) = artifact_name(&team, &hash)?;
+    let key = CacheKey::new(scope, kind, name);
     let url = format!("/v8/artifacts/{hash}");
+    let store = state.store.scoped(&who).audited(&state.audit);
     // Immutable: the first upload of a hash stays; later ones are acknowledged unread.
-    if state.store.head(&key).await?.is_some() {
+    if store.head(&key).await?.is_some() {
         return Ok((StatusCode::OK, Json(json!({ "urls": [url] }))).into_response());
     }
     let opts = PutOptions {
@@ -217,7 +228,7 @@ async fn put_artifact(
         ..Default::default()
     };
     let body = Body::Stream(upload::limited(body, limit));
-    match state.store.put(&key, opts, body).await {
+    match store.put(&key, opts, body).await {
         Ok(_) => {}
         Err(e) if upload::over_limit(&e) => return Err(TurboError::too_large(limit)),
         Err(e) => return Err(e.into()),
@@ -240,7 +251,8 @@ async fn batch(
     headers: HeaderMap,
     body: HttpBody,
 ) -> Result<Json<Value>, TurboError> {
-    let (_, _, team) = checked(&state, &headers, &params)?;
+    let (_, who, team) = checked(&state, &headers, &params)?;
+    let store = state.store.scoped(&who).audited(&state.audit);
     let body = read_json(body).await?;
     let hashes = body
         .get("hashes")
@@ -257,7 +269,8 @@ async fn batch(
             .as_str()
             .ok_or_else(|| TurboError::bad_request("hashes must be strings"))?;
         check_hash(hash)?;
-        let found = state.store.head(&artifact_key(&team, hash)?).await?;
+        let (kind, name) = artifact_name(&team, hash)?;
+        let found = store.resolve_head(&kind, &name).await?;
         let answer = match found {
             Some(meta) => {
                 let mut v = json!({ "size": meta.size, "taskDurationMs": duration_of(&meta) });
@@ -280,9 +293,12 @@ async fn events(
     body: HttpBody,
 ) -> Result<Json<Value>, TurboError> {
     let build = state.build.clone();
-    build.tokens.check(&headers)?;
+    let caller = auth::build_caller(&state, &headers)?;
     if params.contains_key("teamId") || params.contains_key("slug") {
-        team_of(&params)?;
+        let team = team_of(&params)?;
+        if let Decision::Deny(why) = caller.may_use_team(&team) {
+            return Err(TurboError::forbidden(why));
+        }
     }
     let body = read_json(body).await?;
     let list = body

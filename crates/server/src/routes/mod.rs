@@ -1,5 +1,6 @@
 //! Route groups, one file each.
 
 pub mod admin;
+pub mod audit;
 pub mod health;
 pub mod objects;

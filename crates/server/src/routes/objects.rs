@@ -4,6 +4,8 @@
 //! PUT takes `Content-Type`, and optionally `X-Tiercache-Ttl` (seconds) and
 //! `X-Tiercache-Tags` (comma-separated); it answers 201 with the entry's metadata.
 //! GET answers with a strong ETag and Last-Modified, and 304 to a matching conditional.
+//! Every request acts as its caller (see `auth`) through the store's sharing rules: a key
+//! in a scope the caller may not read answers exactly as a missing key does.
 
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ use serde_json::json;
 use tiercache_core::{CacheKey, EntryMeta, PutOptions};
 use tiercache_store::{Body, Hit};
 
+use crate::auth;
 use crate::error::ApiError;
 use crate::etag;
 use crate::state::AppState;
@@ -81,16 +84,18 @@ async fn get_object(
     uri: Uri,
     req_headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let who = auth::principal(&state, &req_headers)?;
     let key = key_of(&uri)?;
+    let store = state.store.scoped(&who).audited(&state.audit);
     let conditional = req_headers.contains_key(axum::http::header::IF_NONE_MATCH)
         || req_headers.contains_key(axum::http::header::IF_MODIFIED_SINCE);
     if conditional
-        && let Some(meta) = state.store.head(&key).await?
+        && let Some(meta) = store.head(&key).await?
         && etag::not_modified(&req_headers, &meta)
     {
         return Ok(not_modified(&meta));
     }
-    let Some(Hit { meta, body, tier }) = state.store.get(&key).await? else {
+    let Some(Hit { meta, body, tier }) = store.get(&key).await? else {
         return Err(ApiError::not_found());
     };
     let mut headers = HeaderMap::new();
@@ -108,8 +113,10 @@ async fn head_object(
     uri: Uri,
     req_headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let who = auth::principal(&state, &req_headers)?;
     let key = key_of(&uri)?;
-    let Some(meta) = state.store.head(&key).await? else {
+    let store = state.store.scoped(&who).audited(&state.audit);
+    let Some(meta) = store.head(&key).await? else {
         return Ok(StatusCode::NOT_FOUND.into_response());
     };
     if etag::not_modified(&req_headers, &meta) {
@@ -158,6 +165,7 @@ async fn put_object(
     headers: HeaderMap,
     body: HttpBody,
 ) -> Result<Response, ApiError> {
+    let who = auth::principal(&state, &headers)?;
     let key = key_of(&uri)?;
     let opts = put_options(&headers)?;
     let too_large = || {
@@ -182,7 +190,8 @@ async fn put_object(
         return Err(too_large());
     }
     let body = Body::Stream(upload::limited(body, state.max_body_bytes));
-    let meta = match state.store.put(&key, opts, body).await {
+    let store = state.store.scoped(&who).audited(&state.audit);
+    let meta = match store.put(&key, opts, body).await {
         Ok(meta) => meta,
         Err(e) if upload::over_limit(&e) => return Err(too_large()),
         Err(e) => return Err(e.into()),
@@ -201,9 +210,20 @@ async fn put_object(
     Ok((StatusCode::CREATED, out, axum::Json(body)).into_response())
 }
 
-async fn delete_object(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+async fn delete_object(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let who = auth::principal(&state, &headers)?;
     let key = key_of(&uri)?;
-    if state.store.delete(&key).await? {
+    if state
+        .store
+        .scoped(&who)
+        .audited(&state.audit)
+        .delete(&key)
+        .await?
+    {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::not_found())
