@@ -194,3 +194,42 @@ async fn build_artifacts_stay_with_their_user_and_team() {
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v[hash]["size"], "bob's dist".len());
 }
+
+#[tokio::test]
+async fn npm_serves_public_packages_to_valid_callers_and_never_forwards_our_token() {
+    use common::origin::{Origin, Package};
+    let origin = Origin::start(vec![Package::with_versions("left-pad", &["1.0.0"])]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("auth.toml");
+    std::fs::write(
+        &config,
+        "[auth]\nleeway = \"0s\"\nanonymous_reads = false\n",
+    )
+    .unwrap();
+    let srv = Server::start_with_env(
+        &dir.path().join("data"),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--npm-upstream",
+            &origin.url(),
+        ],
+        &[("TIERCACHE_AUTH_SECRET", SECRET)],
+    );
+    use reqwest::Method as M;
+    let url = srv.url("/npm/left-pad");
+    let alice = token(SECRET, &["--user", "alice"]);
+    assert_eq!(call(M::GET, &url, Some(&alice), b"").await.0, 200);
+    // Anonymous reads are off here; a forged token is refused either way.
+    assert_eq!(call(M::GET, &url, None, b"").await.0, 401);
+    let forged = token(OTHER_SECRET, &["--user", "alice"]);
+    assert_eq!(call(M::GET, &url, Some(&forged), b"").await.0, 401);
+    // The origin never saw tiercache's own credential.
+    assert!(
+        origin
+            .request_log()
+            .iter()
+            .all(|r| r.authorization.is_none()),
+        "a tiercache token was forwarded upstream"
+    );
+}

@@ -45,6 +45,19 @@ async fn handle(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> 
         )
         .into_response();
     };
+    // Public packages are global: any valid caller (or anonymous, if allowed) reads them;
+    // a forged or expired token is refused like everywhere else.
+    if let Err(e) = crate::auth::principal(&state, &headers) {
+        return e.into_response();
+    }
+    // With auth on, the bearer is this server's own token: it is never sent upstream.
+    let headers = if state.auth.is_enabled() {
+        let mut h = headers;
+        h.remove(axum::http::header::AUTHORIZATION);
+        h
+    } else {
+        headers
+    };
     let raw = uri.path().strip_prefix("/npm/").unwrap_or("");
     let path = match parse_path(raw) {
         Ok(p) => p,
