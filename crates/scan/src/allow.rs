@@ -7,9 +7,9 @@ use std::sync::LazyLock;
 
 use regex::bytes::Regex;
 
-/// Substrings (compared case-insensitively) that mark a value as a placeholder or an example
-/// rather than a credential. A random 20+ character string contains none of them in practice.
-const PLACEHOLDER_WORDS: &[&str] = &[
+/// Substrings (compared case-insensitively) that mark any value as a placeholder or an
+/// example. Five letters or more, or not letters: a random token contains none in practice.
+const FILLER_WORDS: &[&str] = &[
     "xxxx",
     "****",
     "....",
@@ -20,11 +20,29 @@ const PLACEHOLDER_WORDS: &[&str] = &[
     "changeme",
     "change_me",
     "change-me",
-    "your",
+    "your_",
+    "your-",
+    "yourkey",
+    "yourtoken",
     "dummy",
     "redacted",
     "insert",
     "replace",
+    "123456",
+    "abcdefg",
+    "qwerty",
+    "${",
+    "{{",
+    "%(",
+    "<",
+    ">",
+];
+
+/// More words that mark a generic (unprefixed) value as a placeholder: shorter, or words a
+/// secret's description would use (`my-secret-token`). Not applied to prefixed tokens, whose
+/// long random bodies contain a 4-letter word now and then.
+const PLACEHOLDER_WORDS: &[&str] = &[
+    "your",
     "secret",
     "password",
     "passwd",
@@ -36,24 +54,30 @@ const PLACEHOLDER_WORDS: &[&str] = &[
     "demo",
     "foobar",
     "lorem",
-    "12345",
-    "abcdef",
-    "qwerty",
-    "${",
-    "{{",
-    "%(",
     "%s",
-    "<",
-    ">",
     "process.env",
     "os.environ",
     "getenv",
     "env(",
 ];
 
-/// Credentials published in vendors' documentation as examples (AWS, Stripe, jwt.io):
-/// they are everywhere in READMEs and SDKs and grant nothing.
+/// A run of this many identical characters marks filler (`000000`, `aaaaaa`).
+const FILLER_RUN: usize = 6;
+
+/// Credentials published as examples in vendors' documentation (AWS, Stripe, jwt.io) and in
+/// the OAuth RFCs (5849, 6749): they are everywhere in READMEs and SDKs and grant nothing.
 const KNOWN_EXAMPLES: &[&str] = &[
+    "2YotnFZFEjr1zCsicMWpAA",
+    "tGzv3JOkF0XG5Qx2TlKWIA",
+    "SplxlOBeZQQYbYS6WxSbIA",
+    "7Fjfp0ZBr1KtDRbnfVdmIw",
+    "czZCaGRSa3F0MzpnWDFmQmF0M2JW",
+    "ad180jjd733klru7",
+    "hh5s93j4hdidpola",
+    "kd94hf93k423kf44",
+    "nnch734d00sl2jdk",
+    "pfkkdhi9sl3r4s00",
+    "djr9rjt0jd78jf88",
     "AKIAIOSFODNN7EXAMPLE",
     "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
     "sk_test_4eC39HqLyjWDarjtT1zdp7dc",
@@ -61,19 +85,30 @@ const KNOWN_EXAMPLES: &[&str] = &[
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
 ];
 
-/// Whether `value` is a placeholder (`<your-token>`, `${API_KEY}`, `changeme`, `xxxx…`),
-/// a template reference, or a run of one repeated character.
+/// Whether a token's random body is filler: `xxxx`, `<…>`, `${…}`, `123456`, `example`, or a
+/// run of one repeated character.
+pub fn is_filler(value: &[u8]) -> bool {
+    let lower = value.to_ascii_lowercase();
+    contains_any(&lower, FILLER_WORDS)
+        || lower
+            .windows(FILLER_RUN)
+            .any(|w| w.iter().all(|&b| b == w[0]))
+}
+
+/// Whether a generic value is a placeholder (`<your-token>`, `${API_KEY}`, `changeme`,
+/// `my-secret-token`, `xxxx…`), a template or environment reference (`$VAR`, `@VAR@`,
+/// `%VAR%`, `process.env.X`), or filler.
 pub fn is_placeholder(value: &[u8]) -> bool {
     let lower = value.to_ascii_lowercase();
-    if PLACEHOLDER_WORDS
+    is_filler(value)
+        || contains_any(&lower, PLACEHOLDER_WORDS)
+        || matches!(lower.first(), Some(b'$' | b'@' | b'%'))
+}
+
+fn contains_any(haystack: &[u8], needles: &[&str]) -> bool {
+    needles
         .iter()
-        .any(|w| memchr::memmem::find(&lower, w.as_bytes()).is_some())
-    {
-        return true;
-    }
-    // `$VAR`, `@VAR@`, `%VAR%` references and runs of one character (`aaaaa`, `00000`).
-    matches!(lower.first(), Some(b'$' | b'@' | b'%'))
-        || lower.windows(5).any(|w| w.iter().all(|&b| b == w[0]))
+        .any(|w| memchr::memmem::find(haystack, w.as_bytes()).is_some())
 }
 
 /// Whether `secret` is one of the vendors' published example credentials, or contains the
@@ -197,13 +232,20 @@ mod tests {
             assert!(is_placeholder(v), "{}", String::from_utf8_lossy(v));
         }
         assert!(!is_placeholder(b"q8Zk3LmP0xVt7RbN2wYc"));
+        // token bodies: only filler counts, not the odd 4-letter word or a 5-character run
+        assert!(is_filler(b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"));
+        assert!(is_filler(b"0000000000000000"));
+        assert!(!is_filler(b"qejEz-d0Gyc65DuIlDG2L8fAkeaEkEz"));
+        assert!(!is_filler(b"57f0b9faa0d7b9e8403f517d4424cb44444ce315"));
     }
 
     #[test]
     fn known_examples() {
         assert!(is_known_example(b"AKIAIOSFODNN7EXAMPLE"));
         assert!(is_known_example(b"AKIAI44QH8DHBEXAMPLE"));
-        assert!(!is_known_example(b"AKIAQ3ZLMNP4RSTUVW2X"));
+        // built at run time so that this repository holds no key-shaped literal
+        let key = ["AKIA", "Q3ZLMNP4RSTUVW2X"].concat();
+        assert!(!is_known_example(key.as_bytes()));
     }
 
     #[test]

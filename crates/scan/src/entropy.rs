@@ -21,6 +21,12 @@ pub fn shannon(bytes: &[u8]) -> f64 {
         .sum()
 }
 
+/// The entropy bar for a string of `len` characters: `bar`, lowered for short strings (which
+/// cannot reach it) to log2(len) − `slack`.
+pub fn bar_for_len(bar: f64, len: usize, slack: f64) -> f64 {
+    bar.min((len as f64).log2() - slack)
+}
+
 /// Minimum entropy of a generic (unprefixed) secret made of hex digits.
 pub const MIN_HEX_ENTROPY: f64 = 3.0;
 /// Minimum entropy of any other generic secret (gitleaks' `generic-api-key` uses 3.5 too).
@@ -42,10 +48,13 @@ pub fn looks_random(value: &[u8]) -> bool {
     }
     let hex = value.iter().all(u8::is_ascii_hexdigit);
     let entropy = shannon(value);
+    // Short strings cannot reach the full bar (16 random characters have at most 4 bits per
+    // character): below 24 characters the bar follows log2(length), set so that 99.9 % of
+    // random strings of that length pass.
     if hex {
-        return digits > 0 && entropy >= MIN_HEX_ENTROPY;
+        return digits > 0 && entropy >= bar_for_len(MIN_HEX_ENTROPY, value.len(), 1.5);
     }
-    if entropy < MIN_ENTROPY {
+    if entropy < bar_for_len(MIN_ENTROPY, value.len(), 0.85) {
         return false;
     }
     let classes = [
@@ -59,12 +68,12 @@ pub fn looks_random(value: &[u8]) -> bool {
     if classes < 2 {
         return false;
     }
-    if digits == 0 && is_wordy(value) || is_identifier_like(value) {
+    if is_wordy(value) || is_identifier_like(value) {
         return false;
     }
     // Random text switches between classes about every other character; identifiers
-    // (`someLongIdentifierName`, `SOME_CONSTANT_NAME`) switch once per word.
-    digits > 0 && transitions(value) >= 0.2 || transitions(value) >= 0.3
+    // (`SOME_CONSTANT_NAME`) switch once per word.
+    transitions(value) >= 0.2
 }
 
 /// Whether a value is a snake/kebab/dotted name in one case (`aws_sse_customer_key_base64`,
@@ -84,35 +93,59 @@ fn is_identifier_like(value: &[u8]) -> bool {
     separators >= 2 && (one_case(false) || one_case(true))
 }
 
-/// Whether a value reads as words: split at non-letters and camelCase humps, its words
-/// average 4+ letters with few 1-letter ones (`?NonExpressionParenEnd`, `Bearer-Auth-Header`).
-/// Random letters split into many 1–2 letter pieces.
+/// Two-letter pieces of identifiers (`isEnabled`, `userId`, `toJson`).
+const TWO_LETTER_WORDS: &[&[u8]] = &[
+    b"is", b"to", b"of", b"id", b"on", b"by", b"at", b"in", b"ui", b"db", b"io", b"js", b"ts",
+    b"no", b"up", b"or", b"an", b"as", b"if", b"it", b"my", b"we", b"do", b"go", b"me", b"be",
+    b"so", b"ok", b"un", b"re",
+];
+
+/// Whether a value reads as words: split at non-letters and camelCase humps, every piece is
+/// word-shaped (`Word`, `word`, an acronym, a common two-letter word) and pronounceable
+/// (a vowel in five letters or more, no four consonants in a row), with 8+ letters in all:
+/// `?NonExpressionParenEnd`, `isEnabledForUser`, `base64EncodedValue`. Random strings split
+/// into pieces such as `NXgd`, `Whztdwwswqu` or `q`; about 1 in 2,000 of 16 random
+/// alphanumerics passes (and is then missed), far fewer of longer ones.
 fn is_wordy(value: &[u8]) -> bool {
-    let mut words = Vec::new();
-    let mut len = 0usize;
-    let mut prev_lower = false;
-    for &b in value {
-        if b.is_ascii_alphabetic() {
-            if b.is_ascii_uppercase() && prev_lower {
-                words.push(len);
-                len = 0;
-            }
-            len += 1;
-            prev_lower = b.is_ascii_lowercase();
-        } else {
-            if len > 0 {
-                words.push(len);
-            }
-            len = 0;
-            prev_lower = false;
+    let mut pieces: Vec<&[u8]> = Vec::new();
+    let mut start = None;
+    for (i, &b) in value.iter().enumerate() {
+        let hump = i > 0 && b.is_ascii_uppercase() && value[i - 1].is_ascii_lowercase();
+        if (!b.is_ascii_alphabetic() || hump)
+            && let Some(s) = start.take()
+        {
+            pieces.push(&value[s..i]);
+        }
+        if b.is_ascii_alphabetic() && start.is_none() {
+            start = Some(i);
         }
     }
-    if len > 0 {
-        words.push(len);
+    if let Some(s) = start {
+        pieces.push(&value[s..]);
     }
-    let letters: usize = words.iter().sum();
-    let short = words.iter().filter(|&&w| w == 1).count();
-    !words.is_empty() && letters >= 4 * words.len() && short * 4 <= words.len()
+    let letters: usize = pieces.iter().map(|w| w.len()).sum();
+    letters >= 8 && pieces.iter().all(|w| is_word(w))
+}
+
+/// One piece of [`is_wordy`]: a word, an acronym or a common two-letter word.
+fn is_word(w: &[u8]) -> bool {
+    let lower = w.to_ascii_lowercase();
+    let upper = w.iter().all(u8::is_ascii_uppercase);
+    match w.len() {
+        0 | 1 => return false,
+        2 => return TWO_LETTER_WORDS.contains(&lower.as_slice()),
+        3..=5 if upper => return true,
+        _ => {}
+    }
+    let shaped = w[1..].iter().all(u8::is_ascii_lowercase) || (upper && w.len() <= 8);
+    let is_vowel = |b: &u8| matches!(b, b'a' | b'e' | b'i' | b'o' | b'u' | b'y');
+    let vowels = lower.iter().filter(|b| is_vowel(b)).count();
+    let mut run = 0;
+    let clustered = lower.iter().any(|b| {
+        run = if is_vowel(b) { 0 } else { run + 1 };
+        run >= 4
+    });
+    shaped && vowels * 5 >= lower.len() && !clustered
 }
 
 /// The share of adjacent byte pairs whose character class differs.
@@ -152,6 +185,13 @@ mod tests {
         assert!(looks_random(b"9f86d081884c7d659a2feaa0c55ad015"));
         assert!(looks_random(b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYzQ3kLm9"));
         assert!(looks_random(b"hGkLmPqRsTvWxYzAbCdEfGh"));
+        assert!(looks_random(b"NnasoasWfeLwoNXgdBrOMdznUelDYHZuuxmHbg"));
+        assert!(looks_random(b"d99N3749Fe9Kzn-44"));
+        assert!(looks_random(b"TghLZOSBSHUDA5TlxMnna_29"));
+        assert!(looks_random(b"3JHXH6alDhpfgd_74"));
+        assert!(looks_random(b"2On2ZsykutiwEE+91"));
+        assert!(looks_random(b"UhvlhZYuWhztdwwswquHIU*48"));
+        assert!(looks_random(b"NzIkoufMckde3y^45"));
     }
 
     #[test]
@@ -170,6 +210,9 @@ mod tests {
             b"Bearer-Auth-Header-Value",
             b"aws_sse_customer_key_base64",
             b"AWS_SSE_KMS_KEY_ID_V2",
+            b"isEnabledForUser",
+            b"handleSubmitButtonClick",
+            b"base64EncodedValue",
         ] {
             assert!(!looks_random(v), "{}", String::from_utf8_lossy(v));
         }

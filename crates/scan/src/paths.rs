@@ -16,7 +16,7 @@ pub const CREDENTIALS_FILE: &str = "credentials-file";
 pub const PATH_RULES: &[(&str, &str)] = &[
     (
         DOTENV_FILE,
-        ".env / .env.* (except .example, .sample, .template, .dist) with an assignment",
+        ".env, .env.*, *.env, .envrc with an assignment (not .env.example, .sample, .template, .dist, .defaults, .schema)",
     ),
     (
         PRIVATE_KEY_FILE,

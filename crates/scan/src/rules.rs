@@ -52,7 +52,8 @@ pub struct Rule {
     pub secret_group: usize,
     /// The capture group holding the random part (what entropy and placeholder checks judge).
     pub body_group: usize,
-    /// Minimum Shannon entropy of the body, 0 for none.
+    /// Minimum Shannon entropy of the body, 0 for none (lowered for short bodies, see
+    /// [`crate::entropy::bar_for_len`]).
     pub min_entropy: f64,
     /// The validation beyond the regex.
     pub check: Check,

@@ -17,6 +17,13 @@ use crate::shapes;
 /// A NUL byte in this many leading bytes marks a file as binary.
 const BINARY_SNIFF: usize = 8192;
 
+/// Longest variable name looked at before a secret-named assignment's keyword.
+const MAX_NAME: usize = 128;
+
+/// Candidates kept per file: a file with more is flagged many times over already, and the
+/// cap bounds de-duplication (quadratic in the candidates) on hostile input.
+const MAX_CANDIDATES: usize = 2000;
+
 /// The rule table compiled once: a regex per rule and one keyword automaton for all rules.
 #[derive(Debug)]
 pub struct Compiled {
@@ -207,7 +214,7 @@ pub fn scan(compiled: &Compiled, path: &str, rel: &str, bytes: &[u8]) -> Vec<Fin
         }
         let re = &compiled.regexes[i];
         if rule.check == Check::PrivateKey {
-            for m in re.find_iter(bytes) {
+            for m in re.find_iter(bytes).take(MAX_CANDIDATES) {
                 if let Some(body) = shapes::pem_body(bytes, m.end()) {
                     let label = String::from_utf8_lossy(m.as_bytes().trim_ascii_start())
                         .trim_matches('-')
@@ -222,6 +229,9 @@ pub fn scan(compiled: &Compiled, path: &str, rel: &str, bytes: &[u8]) -> Vec<Fin
             continue;
         }
         for caps in re.captures_iter(bytes) {
+            if cands.len() >= MAX_CANDIDATES {
+                break;
+            }
             if let Some(c) = candidate(i, rule, &caps, bytes, &ctx, &lines) {
                 cands.push(c);
             }
@@ -290,8 +300,8 @@ fn candidate(
     let ok = match rule.check {
         Check::Token => {
             bounded(text, whole.start(), secret.start(), secret.end())
-                && entropy::shannon(body) >= rule.min_entropy
-                && !allow::is_placeholder(body)
+                && entropy::shannon(body) >= entropy::bar_for_len(rule.min_entropy, body.len(), 1.2)
+                && !allow::is_filler(body)
                 && !allow::is_known_example(value)
         }
         Check::Jwt => {
@@ -328,7 +338,10 @@ fn candidate(
 
 /// A generic secret value: random-looking and not a placeholder, URL, path, file name or UUID.
 fn generic_value_ok(value: &[u8]) -> bool {
-    let path_like = value.starts_with(b"/")
+    let lower_path = value.iter().all(|b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'/' | b'_' | b'-' | b'.')
+    });
+    let path_like = (value.starts_with(b"/") && lower_path)
         || value.starts_with(b"./")
         || value.starts_with(b"../")
         || value.starts_with(b"~/")
@@ -383,10 +396,12 @@ fn is_uuid(value: &[u8]) -> bool {
         })
 }
 
-/// Walks back from `start` over identifier characters, to the start of the variable name.
+/// Walks back from `start` over identifier characters, to the start of the variable name
+/// (at most [`MAX_NAME`] bytes: enough for any name, bounded on hostile input).
 fn extend_name_back(text: &[u8], start: usize) -> usize {
+    let floor = start.saturating_sub(MAX_NAME);
     let mut i = start;
-    while i > 0
+    while i > floor
         && (text[i - 1].is_ascii_alphanumeric() || matches!(text[i - 1], b'_' | b'.' | b'$' | b'-'))
     {
         i -= 1;
