@@ -58,6 +58,9 @@ impl From<StoreError> for ApiError {
             StoreError::Body(_) => ApiError::bad_request(e.to_string()),
             StoreError::Load(_) => ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()),
             StoreError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, e.to_string()),
+            StoreError::Sensitive(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            }
             StoreError::Io(_)
             | StoreError::Index(_)
             | StoreError::Task(_)

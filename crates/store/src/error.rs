@@ -34,6 +34,8 @@ pub enum StoreError {
     Config(String),
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    #[error("refused for a shared scope: sensitive content ({0})")]
+    Sensitive(String),
 }
 
 impl From<redb::Error> for StoreError {

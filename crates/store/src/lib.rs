@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod fleet;
 pub mod scoped;
+pub mod screen;
 mod shared;
 pub mod single_flight;
 pub mod stats;

@@ -1,6 +1,9 @@
 //! A principal's view of the store: the sharing rules of `tiercache_core::access` enforced on
 //! every read, write and delete, in this one place, whatever front-end asks.
 //!
+//! Anything written to a template or global scope is screened for secrets first
+//! (`screen`): refused there, with a reason naming the rule and file but never the secret.
+//!
 //! No existence oracle: a key in a scope the principal may not read is, to it, absent — a
 //! read is a miss and a delete finds nothing, whether or not the entry exists. A write it may
 //! not make is refused the same way whether or not the key exists.
@@ -10,6 +13,7 @@ use tiercache_core::{CacheKey, Decision, EntryMeta, Kind, Name, Principal, PutOp
 use crate::audit::{Action, AuditLog};
 use crate::body::{Body, Hit};
 use crate::error::StoreError;
+use crate::screen;
 use crate::tiered::TieredStore;
 
 /// The store as one principal may use it.
@@ -85,7 +89,31 @@ impl<'a> Scoped<'a> {
         if let Decision::Deny(why) = decision {
             return Err(StoreError::Forbidden(why));
         }
-        self.store.put(key, opts, body).await
+        if matches!(key.scope(), Scope::User(_)) {
+            return self.store.put(key, opts, body).await;
+        }
+        // Headed for a shared scope: screened for secrets first, whoever writes.
+        let name = key.name().as_str().to_owned();
+        let body = match body {
+            Body::Bytes(bytes) => {
+                screen::check_bytes(name, bytes.clone())
+                    .await
+                    .map_err(|s| StoreError::Sensitive(s.0))?;
+                Body::Bytes(bytes)
+            }
+            Body::Stream(stream) => Body::Stream(screen::screened(name, stream)),
+        };
+        match self.store.put(key, opts, body).await {
+            Err(e) => match screen::refusal(&e) {
+                Some(reason) => {
+                    let refused = Decision::Deny("sensitive content");
+                    self.record(key, Action::Write, &refused).await;
+                    Err(StoreError::Sensitive(reason))
+                }
+                None => Err(e),
+            },
+            ok => ok,
+        }
     }
 
     /// Removes the entry; a key the principal may not even read is absent to it.

@@ -125,3 +125,68 @@ async fn reads_resolve_own_scope_then_templates_then_global() {
     assert_eq!(&read(user("carol", &[], Role::User)).await[..], b"global");
     assert_eq!(&read(Principal::anonymous()).await[..], b"global");
 }
+
+/// A key id in AWS's format, made up at run time (nothing secret-looking is committed).
+fn fake_aws_key() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut rng = rand::rng();
+    let tail: String = (0..16)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("AKIA{tail}")
+}
+
+#[tokio::test]
+async fn secrets_never_reach_a_shared_scope_and_the_reason_does_not_repeat_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TieredStore::open(&StoreConfig::new(dir.path()))
+        .await
+        .unwrap();
+    let warmer = user("ci", &["web"], Role::Warmer);
+    let w = store.scoped(&warmer);
+    let key_id = fake_aws_key();
+    let env = format!("NODE_ENV=production\nAWS_ACCESS_KEY_ID={key_id}\n");
+    let shared = key("template/web", "dotenv");
+    for streamed in [false, true] {
+        let body = if streamed {
+            let chunks: Vec<std::io::Result<Bytes>> = env
+                .as_bytes()
+                .chunks(7)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
+            Body::Stream(Box::pin(futures::stream::iter(chunks)))
+        } else {
+            Body::Bytes(Bytes::from(env.clone()))
+        };
+        let e = w
+            .put(&shared, PutOptions::default(), body)
+            .await
+            .unwrap_err();
+        let StoreError::Sensitive(reason) = &e else {
+            panic!("expected a refusal, got {e}");
+        };
+        assert!(reason.contains("aws"), "{reason}");
+        assert!(
+            !e.to_string().contains(&key_id),
+            "the reason repeats the secret"
+        );
+        assert!(w.get(&shared).await.unwrap().is_none(), "it was stored");
+    }
+    // The same content in the writer's own scope is its own business.
+    w.put(
+        &key("user/ci", "dotenv"),
+        PutOptions::default(),
+        Body::Bytes(Bytes::from(env.clone())),
+    )
+    .await
+    .unwrap();
+    // Clean content goes to the template as before.
+    w.put(
+        &shared,
+        PutOptions::default(),
+        body("NODE_ENV=production\n"),
+    )
+    .await
+    .unwrap();
+}

@@ -57,6 +57,11 @@ impl From<StoreError> for TurboError {
         match e {
             StoreError::TooLarge { limit } => TurboError::too_large(limit),
             StoreError::Forbidden(why) => TurboError::forbidden(why),
+            StoreError::Sensitive(reason) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "sensitive_content",
+                format!("refused for a shared scope: sensitive content ({reason})"),
+            ),
             StoreError::Options(o) => TurboError::bad_request(o.to_string()),
             StoreError::Body(io) => {
                 TurboError::bad_request(format!("reading the artifact body failed: {io}"))
