@@ -154,6 +154,17 @@ impl TieredStore {
     }
 
     async fn lookup(&self, key: &CacheKey) -> Result<Option<Hit>, StoreError> {
+        if let Some(hit) = self.lookup_local(key).await? {
+            return Ok(Some(hit));
+        }
+        let Some(hit) = self.shared.get(key).await else {
+            return Ok(None);
+        };
+        self.promote(key, hit).await
+    }
+
+    /// L1, then L2 (promoted to L1): what this node has.
+    async fn lookup_local(&self, key: &CacheKey) -> Result<Option<Hit>, StoreError> {
         if let Some((meta, bytes)) = self.l1.get(key).await {
             return Ok(Some(Hit {
                 meta,
@@ -161,16 +172,16 @@ impl TieredStore {
                 tier: TierName::L1,
             }));
         }
-        if let Some(hit) = self.l2.get(key).await? {
-            if let Body::Bytes(bytes) = &hit.body {
-                self.l1.insert(key, &hit.meta, bytes.clone()).await;
-            }
-            return Ok(Some(hit));
+        let hit = self.l2.get(key).await?;
+        if let Some(Hit {
+            meta,
+            body: Body::Bytes(bytes),
+            ..
+        }) = &hit
+        {
+            self.l1.insert(key, meta, bytes.clone()).await;
         }
-        let Some(hit) = self.shared.get(key).await else {
-            return Ok(None);
-        };
-        self.promote(key, hit).await
+        Ok(hit)
     }
 
     /// Copies an L3 hit into L2 and L1. A small body was verified whole already (it is
@@ -419,13 +430,23 @@ impl TieredStore {
                     Some(Outcome::Failed(e)) => return Err(StoreError::Load(e)),
                 },
             };
-            // Someone may have finished between our miss and our lead.
-            if let Some(hit) = self.get(key).await? {
+            // Another caller on this node may have finished between our miss and our lead.
+            if let Some(hit) = self.lookup_local(key).await? {
                 leader.finish(Outcome::Stored);
                 return Ok(Turn::Done(Some(hit)));
             }
             let lock = match self.shared.fleet_turn(key).await {
-                FleetTurn::Fetch(lock) => lock,
+                // Another node may have finished just before we took the lock.
+                FleetTurn::Fetch(Some(lock)) => match self.shared.get(key).await {
+                    Some(hit) => {
+                        release(lock).await;
+                        let hit = self.promote(key, hit).await?;
+                        leader.finish(Outcome::Stored);
+                        return Ok(Turn::Done(hit));
+                    }
+                    None => Some(lock),
+                },
+                FleetTurn::Fetch(None) => None,
                 FleetTurn::Reread => {
                     // Another node fetched it; it is in L3 now (or that node found nothing).
                     if let Some(hit) = self.get(key).await? {

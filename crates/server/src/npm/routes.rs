@@ -293,6 +293,7 @@ async fn fetching(
                 );
                 set(&mut out, ETAG, &format!("\"{}\"", ContentHash::of(&whole)));
                 set(&mut out, X_CACHE, "MISS");
+                set(&mut out, "x-tiercache-tier", "origin");
                 npm.stats()
                     .record(Route::Tarball, Outcome::Miss, name.as_str());
                 return (StatusCode::OK, out, whole).into_response();
@@ -320,6 +321,7 @@ async fn fetching(
         "public, max-age=31536000, immutable",
     );
     set(&mut out, X_CACHE, "MISS");
+    set(&mut out, "x-tiercache-tier", "origin");
     if let Some(len) = length {
         out.insert(CONTENT_LENGTH, HeaderValue::from(len));
     }
