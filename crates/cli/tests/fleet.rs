@@ -158,6 +158,33 @@ async fn sixty_concurrent_requests_on_three_nodes_make_one_origin_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cold_packument_asked_of_three_nodes_at_once_is_fetched_once() {
+    let fleet = Fleet::start(packages(), 3).await;
+    fleet
+        .origin
+        .set_mode(Mode::Slow(Duration::from_millis(500)));
+    let tasks: Vec<_> = (0..30)
+        .map(|n| {
+            let url = fleet.url(n % 3, "/npm/gadget");
+            tokio::spawn(async move {
+                let r = client().get(&url).send().await.expect("answers");
+                (url, r.status().as_u16())
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (url, status) = t.await.unwrap();
+        assert_eq!(status, 200, "GET {url}");
+    }
+    assert_eq!(
+        fleet.origin.packument_requests_for("gadget"),
+        1,
+        "{:?}",
+        fleet.origin.requests()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lock_holder_killed_mid_fetch_is_replaced_once_its_lease_runs_out() {
     let mut fleet = Fleet::start(packages(), 3).await;
     for i in 0..3 {

@@ -26,6 +26,7 @@ pub use fleet::{
     Fleet, FleetError, FleetHealth, FleetLock, FleetStatus, LockAttempt, RedisConfig, WaitOutcome,
 };
 pub use scoped::Scoped;
+pub use shared::{FleetGuard, FleetTurn};
 pub use stats::{StatsSnapshot, TierName, TierStats};
 pub use tier::disk::{DiskTier, KindUsage};
 pub use tier::memory::MemoryTier;

@@ -256,6 +256,40 @@ impl TieredStore {
         Ok(meta)
     }
 
+    /// Like [`TieredStore::put`]; with `now`, the entry also reaches L3 before this returns
+    /// (a fleet lock holder's writes, which other nodes are waiting to read).
+    pub async fn put_shared(
+        &self,
+        key: &CacheKey,
+        opts: PutOptions,
+        body: Body,
+        now: bool,
+    ) -> Result<EntryMeta, StoreError> {
+        if !now {
+            return self.put(key, opts, body).await;
+        }
+        let (meta, small) = self.put_local(key, opts, body).await?;
+        self.replicate_now(key, &meta, small).await;
+        Ok(meta)
+    }
+
+    /// Uploads a just-stored entry to L3 now (its body from memory, or re-read from L2).
+    async fn replicate_now(&self, key: &CacheKey, meta: &EntryMeta, small: Option<Bytes>) {
+        let body = match small {
+            Some(bytes) => Some(Body::Bytes(bytes)),
+            None => self.l2.get(key).await.ok().flatten().map(|h| h.body),
+        };
+        if let Some(body) = body {
+            self.shared.replicate_now(key, meta, body).await;
+        }
+    }
+
+    /// Who in the fleet fetches `key` from the origin now: this node (holding the fleet's
+    /// lock, if there is a fleet), or another node that just did (read it again).
+    pub async fn fleet_turn(&self, key: &CacheKey) -> FleetTurn {
+        self.shared.fleet_turn(key).await
+    }
+
     /// Writes L1 and L2; returns the metadata and the body if it is small enough to keep.
     async fn put_local(
         &self,
@@ -347,13 +381,7 @@ impl TieredStore {
                 leader.finish(Outcome::Stored);
                 match lock {
                     Some(lock) => {
-                        let body = match small {
-                            Some(bytes) => Some(Body::Bytes(bytes)),
-                            None => self.l2.get(key).await.ok().flatten().map(|h| h.body),
-                        };
-                        if let Some(body) = body {
-                            self.shared.replicate_now(key, &meta, body).await;
-                        }
+                        self.replicate_now(key, &meta, small).await;
                         release(lock).await;
                     }
                     None => self.shared.replicate(key, &meta, small),
@@ -436,17 +464,19 @@ impl TieredStore {
                 return Ok(Turn::Done(Some(hit)));
             }
             let lock = match self.shared.fleet_turn(key).await {
-                // Another node may have finished just before we took the lock.
-                FleetTurn::Fetch(Some(lock)) => match self.shared.get(key).await {
-                    Some(hit) => {
-                        release(lock).await;
-                        let hit = self.promote(key, hit).await?;
-                        leader.finish(Outcome::Stored);
-                        return Ok(Turn::Done(hit));
-                    }
-                    None => Some(lock),
+                FleetTurn::Fetch(guard) => match guard.into_lock() {
+                    // Another node may have finished just before we took the lock.
+                    Some(lock) => match self.shared.get(key).await {
+                        Some(hit) => {
+                            release(lock).await;
+                            let hit = self.promote(key, hit).await?;
+                            leader.finish(Outcome::Stored);
+                            return Ok(Turn::Done(hit));
+                        }
+                        None => Some(lock),
+                    },
+                    None => None,
                 },
-                FleetTurn::Fetch(None) => None,
                 FleetTurn::Reread => {
                     // Another node fetched it; it is in L3 now (or that node found nothing).
                     if let Some(hit) = self.get(key).await? {

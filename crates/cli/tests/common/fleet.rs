@@ -252,8 +252,9 @@ impl Fleet {
         wait_for(&format!("node {i}'s L3 upload queue to drain"), || async {
             let m = self.metrics(i).await;
             let depth = metric(&m, "tiercache_l3_queue_depth").unwrap_or(f64::NAN);
-            let uploaded = metric(&m, "tiercache_l3_uploads_total").unwrap_or(0.0);
-            (depth == 0.0 && uploaded > 0.0).then_some(())
+            // Queued uploads and a fleet lock holder's direct ones both count as L3 writes.
+            let written = metric(&m, "tiercache_writes_total{tier=\"l3\"}").unwrap_or(0.0);
+            (depth == 0.0 && written > 0.0).then_some(())
         })
         .await;
     }

@@ -22,6 +22,7 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use reqwest::header::HeaderValue;
 use tiercache_core::{CacheKey, ContentHash, PutOptions};
+use tiercache_store::FleetTurn;
 use tiercache_store::single_flight::{Outcome as FlightOutcome, Role, SingleFlight};
 use tiercache_store::{Body, Fill, Hit, LoadError, TieredStore};
 
@@ -150,6 +151,7 @@ impl NpmFrontend {
         &self,
         name: &PackageName,
         idx: PackageIndex,
+        share_now: bool,
     ) -> Result<Arc<PackageIndex>, NpmError> {
         let key = Self::key(name, KIND_INDEX, None)?;
         let bytes = serde_json::to_vec(&idx).map_err(|e| NpmError::Internal(e.to_string()))?;
@@ -157,7 +159,10 @@ impl NpmFrontend {
             content_type: Some("application/json".into()),
             ..Default::default()
         };
-        let meta = self.store.put(&key, opts, Body::from(bytes)).await?;
+        let meta = self
+            .store
+            .put_shared(&key, opts, Body::from(bytes), share_now)
+            .await?;
         let idx = Arc::new(idx);
         self.indexes.insert(meta.hash, idx.clone()).await;
         Ok(idx)
@@ -181,7 +186,10 @@ impl NpmFrontend {
         let flight_key = Self::key(name, KIND_INDEX, None)?;
         match self.refreshes.join(&flight_key) {
             Role::Leader(leader) => {
-                let result = self.refresh(name, current).await;
+                let result = match current {
+                    Some(current) => self.refresh(name, Some(current), false).await,
+                    None => self.refresh_cold(name).await,
+                };
                 leader.finish(match &result {
                     Ok(_) => FlightOutcome::Stored,
                     Err(NpmError::NotFound) => FlightOutcome::NotFound,
@@ -204,11 +212,33 @@ impl NpmFrontend {
         }
     }
 
-    /// Asks the origin (conditionally, if there is a copy) and stores what changed.
+    /// A package this node has never seen: with a fleet, one node fetches it from the
+    /// origin and shares it through L3 before the others, waiting, read it from there.
+    async fn refresh_cold(
+        &self,
+        name: &PackageName,
+    ) -> Result<(Arc<PackageIndex>, Outcome), NpmError> {
+        let key = Self::key(name, KIND_INDEX, None)?;
+        match self.store.fleet_turn(&key).await {
+            FleetTurn::Reread => match self.read_index(name).await? {
+                Some(idx) => Ok((idx, Outcome::Hit)),
+                None => self.refresh(name, None, false).await,
+            },
+            FleetTurn::Fetch(guard) => {
+                let result = self.refresh(name, None, guard.holds()).await;
+                guard.release().await;
+                result
+            }
+        }
+    }
+
+    /// Asks the origin (conditionally, if there is a copy) and stores what changed; with
+    /// `share_now`, the stored entries reach L3 before this returns.
     async fn refresh(
         &self,
         name: &PackageName,
         current: Option<Arc<PackageIndex>>,
+        share_now: bool,
     ) -> Result<(Arc<PackageIndex>, Outcome), NpmError> {
         let (base, _) = self.config.upstream_for(name.scope());
         let url = format!("{base}{}", name.escaped());
@@ -218,14 +248,17 @@ impl NpmFrontend {
                 Some(current) => {
                     let mut idx = (*current).clone();
                     idx.fetched_ms = now_ms();
-                    Ok((self.write_index(name, idx).await?, Outcome::Revalidated))
+                    Ok((
+                        self.write_index(name, idx, share_now).await?,
+                        Outcome::Revalidated,
+                    ))
                 }
                 // A 304 to an unconditional request: the origin is confused; treat as down.
                 None => Err(NpmError::Unavailable(format!("{url} answered 304 unasked"))),
             },
             Ok(Fetched::NotFound) => Err(NpmError::NotFound),
             Ok(Fetched::Found(body)) => {
-                let idx = self.store_packument(name, body).await?;
+                let idx = self.store_packument(name, body, share_now).await?;
                 Ok((idx, Outcome::Miss))
             }
             Err(e) => match current {
@@ -243,6 +276,7 @@ impl NpmFrontend {
         &self,
         name: &PackageName,
         body: upstream::PackumentBody,
+        share_now: bool,
     ) -> Result<Arc<PackageIndex>, NpmError> {
         let n = name.clone();
         let bytes = body.bytes;
@@ -256,18 +290,20 @@ impl NpmFrontend {
         };
         let full = self
             .store
-            .put(
+            .put_shared(
                 &Self::key(name, KIND_FULL, None)?,
                 json(),
                 Body::Bytes(derived.full),
+                share_now,
             )
             .await?;
         let corgi = self
             .store
-            .put(
+            .put_shared(
                 &Self::key(name, KIND_CORGI, None)?,
                 json(),
                 Body::Bytes(derived.corgi),
+                share_now,
             )
             .await?;
         let idx = PackageIndex {
@@ -280,7 +316,7 @@ impl NpmFrontend {
             corgi_hash: corgi.hash.to_hex(),
             tarballs: derived.tarballs,
         };
-        self.write_index(name, idx).await
+        self.write_index(name, idx, share_now).await
     }
 
     /// The document (full or abbreviated) of a package whose index is `idx`, rendered for

@@ -61,11 +61,35 @@ impl Drop for AbortOnDrop {
 }
 
 /// What a node does about a key it misses, fleet-wide.
-pub(crate) enum FleetTurn {
-    /// Fetch it: this node holds the fleet's lock (or there is no fleet to ask).
-    Fetch(Option<FleetLock>),
+pub enum FleetTurn {
+    /// Fetch it from the origin (holding the fleet's lock, if there is a fleet).
+    Fetch(FleetGuard),
     /// Another node fetched it meanwhile: read it again.
     Reread,
+}
+
+/// The fleet's lock on a key this node is fetching, if there is a fleet; let go of it with
+/// [`FleetGuard::release`] once what was fetched is in L3 (dropped, it is released late).
+pub struct FleetGuard(Option<FleetLock>);
+
+impl FleetGuard {
+    /// Whether this node holds the fleet's lock (so other nodes wait for its writes).
+    pub fn holds(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Lets go of the lock; if Redis cannot be told, the lease runs out on its own.
+    pub async fn release(self) {
+        if let Some(lock) = self.0
+            && let Err(e) = lock.release().await
+        {
+            warn!(error = %e, "fleet lock not released: it expires with its lease");
+        }
+    }
+
+    pub(crate) fn into_lock(self) -> Option<FleetLock> {
+        self.0
+    }
 }
 
 impl Shared {
@@ -203,20 +227,20 @@ impl Shared {
     /// meanwhile.
     pub async fn fleet_turn(&self, key: &CacheKey) -> FleetTurn {
         let Some(fleet) = &self.fleet else {
-            return FleetTurn::Fetch(None);
+            return FleetTurn::Fetch(FleetGuard(None));
         };
         let name = key.to_string();
         match fleet.try_lock(&name).await {
-            LockAttempt::Acquired(lock) => FleetTurn::Fetch(Some(lock)),
-            LockAttempt::Unavailable => FleetTurn::Fetch(None),
+            LockAttempt::Acquired(lock) => FleetTurn::Fetch(FleetGuard(Some(lock))),
+            LockAttempt::Unavailable => FleetTurn::Fetch(FleetGuard(None)),
             LockAttempt::Held => match fleet.wait_unlocked(&name, LOCK_POLL, self.fleet_wait).await
             {
                 WaitOutcome::Released => FleetTurn::Reread,
                 WaitOutcome::TimedOut => {
                     warn!(%key, "another node's fetch is taking too long: fetching here too");
-                    FleetTurn::Fetch(None)
+                    FleetTurn::Fetch(FleetGuard(None))
                 }
-                WaitOutcome::Unavailable => FleetTurn::Fetch(None),
+                WaitOutcome::Unavailable => FleetTurn::Fetch(FleetGuard(None)),
             },
         }
     }
