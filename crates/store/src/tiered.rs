@@ -19,7 +19,7 @@ use crate::clock::now_ms;
 use crate::config::StoreConfig;
 use crate::error::{LoadError, StoreError};
 use crate::fleet::{Fleet, FleetLock};
-use crate::shared::{FleetTurn, Shared};
+use crate::shared::{FleetTurn, Shared, release};
 use crate::single_flight::{Leader, Outcome, Role, SingleFlight};
 use crate::stats::{TierName, TierStats};
 use crate::tier::disk::DiskTier;
@@ -110,13 +110,6 @@ impl std::fmt::Display for SharedIoError {
 impl std::error::Error for SharedIoError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(self.0.as_ref())
-    }
-}
-
-/// Lets go of a fleet lock; if Redis cannot be told, the lease runs out on its own.
-async fn release(lock: FleetLock) {
-    if let Err(e) = lock.release().await {
-        warn!(error = %e, "fleet lock not released: it expires with its lease");
     }
 }
 

@@ -80,15 +80,20 @@ impl FleetGuard {
 
     /// Lets go of the lock; if Redis cannot be told, the lease runs out on its own.
     pub async fn release(self) {
-        if let Some(lock) = self.0
-            && let Err(e) = lock.release().await
-        {
-            warn!(error = %e, "fleet lock not released: it expires with its lease");
+        if let Some(lock) = self.0 {
+            release(lock).await;
         }
     }
 
     pub(crate) fn into_lock(self) -> Option<FleetLock> {
         self.0
+    }
+}
+
+/// Lets go of a fleet lock; if Redis cannot be told, the lease runs out on its own.
+pub(crate) async fn release(lock: FleetLock) {
+    if let Err(e) = lock.release().await {
+        warn!(error = %e, "fleet lock not released: it expires with its lease");
     }
 }
 
