@@ -1,8 +1,9 @@
 //! A principal's view of the store: the sharing rules of `tiercache_core::access` enforced on
 //! every read, write and delete, in this one place, whatever front-end asks.
 //!
-//! Anything written to a template or global scope is screened for secrets first
-//! (`screen`): refused there, with a reason naming the rule and file but never the secret.
+//! Anything a non-admin (a warmer) writes to a template or global scope is screened for
+//! secrets first (`screen`): refused there, with a reason naming the rule and file but never
+//! the secret. Admins are the operator (and every caller in single-user mode): trusted.
 //!
 //! No existence oracle: a key in a scope the principal may not read is, to it, absent — a
 //! read is a miss and a delete finds nothing, whether or not the entry exists. A write it may
@@ -89,10 +90,11 @@ impl<'a> Scoped<'a> {
         if let Decision::Deny(why) = decision {
             return Err(StoreError::Forbidden(why));
         }
-        if matches!(key.scope(), Scope::User(_)) {
+        // An admin (the operator; every request in single-user mode) is trusted; anything
+        // else headed for a shared scope is screened for secrets first.
+        if matches!(key.scope(), Scope::User(_)) || self.who.is_admin() {
             return self.store.put(key, opts, body).await;
         }
-        // Headed for a shared scope: screened for secrets first, whoever writes.
         let name = key.name().as_str().to_owned();
         let body = match body {
             Body::Bytes(bytes) => {
