@@ -56,74 +56,23 @@ declare -A BYTES_OF=([1m]=$((1024 * 1024)) [64m]=$((64 * 1024 * 1024)))
 declare -A LABEL_OF=([1m]="1 MiB" [64m]="64 MiB")
 declare -A NAME_OF=([tiercache]=tiercache [ducktors]=turborepo-remote-cache [nginx]=nginx)
 
-log() { printf '[bench-build] %s\n' "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-
-# Seconds in a wrk duration such as 10s, 2m or 1h (a bare number is seconds).
-seconds_of() {
-    local d="$1"
-    case "$d" in
-    *h) echo $((${d%h} * 3600)) ;;
-    *m) echo $((${d%m} * 60)) ;;
-    *s) echo "${d%s}" ;;
-    *) echo "$d" ;;
-    esac
-}
+BENCH_NAME=bench-build
+# shellcheck source=scripts/lib/bench-common.sh
+source "$ROOT/scripts/lib/bench-common.sh"
 
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
 [[ "$TRANSFERS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_TRANSFERS must be a positive integer"
 [[ "$CONNECTIONS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_CONNECTIONS must be a positive integer"
 [[ "$THREADS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_THREADS must be a positive integer"
-DURATION_S="$(seconds_of "$DURATION")"
-WARMUP_S="$(seconds_of "$WARMUP")"
-[[ "$DURATION_S" =~ ^[1-9][0-9]*$ ]] || die "BENCH_DURATION must be like 10s, 2m"
-[[ "$WARMUP_S" =~ ^[0-9]+$ ]] || die "BENCH_WARMUP must be like 2s, or 0"
+parse_durations
 
 # --- tools ---------------------------------------------------------------------------------
 
-install_apt() {
-    local pkgs=()
-    command -v wrk >/dev/null 2>&1 || pkgs+=(wrk)
-    command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || pkgs+=(nginx-light)
-    command -v curl >/dev/null 2>&1 || pkgs+=(curl)
-    command -v jq >/dev/null 2>&1 || pkgs+=(jq)
-    ((${#pkgs[@]} == 0)) && return 0
-    local sudo=()
-    if ((EUID != 0)); then
-        command -v sudo >/dev/null 2>&1 || die "need root or sudo to install: ${pkgs[*]}"
-        sudo=(sudo)
-    fi
-    log "installing ${pkgs[*]}"
-    # Keep the package's own nginx service from starting (it would listen on *:80).
-    local policy=/usr/sbin/policy-rc.d made_policy=0
-    if [[ ! -e "$policy" ]]; then
-        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
-        "${sudo[@]}" chmod +x "$policy"
-        made_policy=1
-    fi
-    local rc=0
-    timeout 300 "${sudo[@]}" apt-get update -qq || rc=$?
-    if ((rc == 0)); then
-        # nginx-light is the small build; fall back to nginx where it is not packaged.
-        if ! DEBIAN_FRONTEND=noninteractive timeout 600 "${sudo[@]}" apt-get install -y -qq "${pkgs[@]}" >/dev/null; then
-            pkgs=("${pkgs[@]/nginx-light/nginx}")
-            DEBIAN_FRONTEND=noninteractive timeout 600 "${sudo[@]}" apt-get install -y -qq "${pkgs[@]}" >/dev/null || rc=$?
-        fi
-    fi
-    ((made_policy)) && "${sudo[@]}" rm -f "$policy"
-    ((rc == 0)) || die "apt-get failed"
-}
-
-install_apt
+apt_ensure wrk nginx:nginx-light:/usr/sbin/nginx curl jq
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 [[ -x "$NGINX" ]] || die "nginx not found after install"
 command -v npm >/dev/null 2>&1 || die "npm is needed to install turborepo-remote-cache"
 command -v node >/dev/null 2>&1 || die "node is needed to run turborepo-remote-cache"
-
-node_major() { "$1" --version 2>/dev/null | sed -E 's/^v([0-9]+).*/\1/'; }
 
 # ducktors' turborepo-remote-cache 2.x in $TOOLS/turborepo-remote-cache.
 TRC_DIR="$TOOLS/turborepo-remote-cache"
@@ -168,11 +117,7 @@ TRC_NODE_VERSION="$("$TRC_NODE" --version)"
 
 # --- build ---------------------------------------------------------------------------------
 
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    log "building tiercache (release)"
-    timeout 3600 cargo build --release -p tiercache >&2
-fi
-[[ -x "$BIN" ]] || die "no tiercache binary at $BIN"
+build_tiercache
 
 # --- scratch space and cleanup -------------------------------------------------------------
 
@@ -181,73 +126,21 @@ TC_PID=""
 DT_PID=""
 NGINX_PID=""
 
-stop() {
-    local pid="$1"
-    [[ -n "$pid" ]] || return 0
-    kill "$pid" 2>/dev/null || return 0
-    local _
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
 cleanup() {
     local rc=$?
     stop "$TC_PID"
     stop "$DT_PID"
     stop "$NGINX_PID"
     if ((rc != 0)); then
-        for f in "$WORK/tiercache.log" "$WORK/ducktors.log" "$WORK/nginx/error.log"; do
-            [[ -s "$f" ]] && {
-                log "last lines of $f:"
-                tail -n 20 "$f" >&2
-            }
-        done
+        show_logs "$WORK/tiercache.log" "$WORK/ducktors.log" "$WORK/nginx/error.log"
     fi
     rm -rf "$WORK"
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Whether something accepts connections on 127.0.0.1:$1.
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
-
-USED_PORTS=" "
-free_port() {
-    local p _
-    for _ in $(seq 100); do
-        p=$((20000 + RANDOM % 40000))
-        [[ "$USED_PORTS" == *" $p "* ]] && continue
-        port_open "$p" || {
-            USED_PORTS+="$p "
-            echo "$p"
-            return 0
-        }
-    done
-    die "no free port found"
-}
-
-# Waits until GET $1 (with the token) answers 200, for at most $2 seconds, while process $3 lives.
-wait_ok() {
-    local url="$1" limit="$2" pid="$3" _
-    for _ in $(seq $((limit * 10))); do
-        kill -0 "$pid" 2>/dev/null || die "server (pid $pid) exited before $url answered"
-        [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 -H "Authorization: Bearer $TOKEN" "$url" || true)" == 200 ]] && return 0
-        sleep 0.1
-    done
-    die "$url did not answer 200 within ${limit}s"
-}
+trap_cleanup
 
 # A fresh artifact hash: 32 hex digits.
 new_hash() { od -An -tx1 -N16 /dev/urandom | tr -d ' \n'; }
-
-HZ="$(getconf CLK_TCK)"
-TIMEFORMAT='%R %U %S' # `time`: wall, user and system seconds of the timed command and its children
 
 # CPU seconds (user + system) used so far by process $1 and its children that are still
 # running (nginx's workers).
@@ -266,30 +159,11 @@ cpu_of() {
 # CPU seconds used so far by the whole machine (all cores), tiercache, ducktors and nginx.
 snapshot() {
     printf '%s %s %s %s\n' \
-        "$(awk -v hz="$HZ" '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat)" \
-        "$(cpu_of "$TC_PID")" "$(cpu_of "$DT_PID")" "$(cpu_of "$NGINX_PID")"
+        "$(machine_cpu)" "$(cpu_of "$TC_PID")" "$(cpu_of "$DT_PID")" "$(cpu_of "$NGINX_PID")"
 }
 
-# Waits (at most 60 s) until no server uses CPU: Node goes on answering the requests wrk had
-# queued when it stopped, and must not do so during the next measurement.
-settle() {
-    local a b _
-    a="$(snapshot)"
-    for _ in $(seq 120); do
-        sleep 0.5
-        b="$(snapshot)"
-        if awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " "); exit !(y[2] - x[2] + y[3] - x[3] + y[4] - x[4] < 0.03) }'; then
-            return 0
-        fi
-        a="$b"
-    done
-    log "warning: the servers were still busy after 60 s"
-}
-
-# Compilers and linkers running now: another build on the machine.
-builds() {
-    ps -eo comm= | awk '$1 ~ /^(rustc|cargo|cc1|cc1plus|cc|gcc|clang|ld|ld\.lld|lld|ld\.gold|rust-lld)$/ { n++ } END { print n + 0 }'
-}
+# Compilers and linkers running now (`builds`) also count rust-lld.
+BENCH_COMPILERS+='|rust-lld'
 
 # What else used the CPU during a measurement: the machine's busy time between snapshots
 # $2 and $3 less the three servers and the client's own CPU seconds $4, over the wall time
@@ -308,6 +182,7 @@ record_noise() {
 # --- payloads ------------------------------------------------------------------------------
 
 TOKEN="bench-$(new_hash)"
+WAIT_OK_CURL_ARGS=(-H "Authorization: Bearer $TOKEN")
 H1="$(new_hash)"  # the 1 MiB artifact every GET asks for
 H64="$(new_hash)" # the 64 MiB one
 mkdir -p "$WORK/tiercache" "$WORK/ducktors" "$WORK/nginx" "$WORK/www/v8/artifacts"
@@ -346,36 +221,7 @@ wait_ok "$DT/v8/artifacts/status" 60 "$DT_PID"
 # --- nginx ---------------------------------------------------------------------------------
 
 NG_PORT="$(free_port)"
-cat >"$WORK/nginx/nginx.conf" <<EOF
-worker_processes 2;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events {
-    worker_connections 1024;
-}
-http {
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 1000000;
-    default_type application/octet-stream;
-    client_body_temp_path $WORK/nginx/client_body;
-    proxy_temp_path $WORK/nginx/proxy;
-    fastcgi_temp_path $WORK/nginx/fastcgi;
-    uwsgi_temp_path $WORK/nginx/uwsgi;
-    scgi_temp_path $WORK/nginx/scgi;
-    server {
-        listen $HOST:$NG_PORT;
-        root $WORK/www;
-        location / { }
-    }
-}
-EOF
-log "starting nginx on $HOST:$NG_PORT"
-"$NGINX" -p "$WORK/nginx/" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
-NGINX_PID=$!
-NG="http://$HOST:$NG_PORT"
+start_static_nginx
 wait_ok "$NG/v8/artifacts/$H1" 15 "$NGINX_PID"
 
 # --- transfers -----------------------------------------------------------------------------
@@ -501,26 +347,6 @@ run_wrk() {
         -H "Authorization: Bearer $TOKEN" "$url"
 }
 
-# Requests/s, transfer/s in MiB/s, errors, p99 latency and requests from a wrk report on stdin.
-parse_wrk() {
-    awk '
-        function mib(v,   n, u) {
-            n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-            if (u == "GB") return n * 1024
-            if (u == "MB") return n
-            if (u == "KB") return n / 1024
-            return n / 1048576
-        }
-        /^Requests\/sec:/ { rps = $2 }
-        /^Transfer\/sec:/ { mibs = mib($2) }
-        /requests in/ { reqs = $1 }
-        /Non-2xx or 3xx responses:/ { errs += $NF }
-        /Socket errors:/ { for (i = 3; i <= NF; i += 2) { gsub(/,/, "", $(i + 1)); errs += $(i + 1) } }
-        /^ +99%/ { p99 = $2 }
-        END { printf "%.1f %.1f %d %s %d\n", rps, mibs, errs, (p99 == "" ? "-" : p99), reqs }
-    '
-}
-
 SERVERS=(tiercache ducktors nginx)
 
 if ((WARMUP_S > 0)); then
@@ -531,7 +357,7 @@ if ((WARMUP_S > 0)); then
 fi
 
 for round in $(seq "$ROUNDS"); do
-    settle
+    settle 3 60
     nb="$(builds)"
     log "round $round/$ROUNDS: curl transfers ($TRANSFERS x PUT and GET of ${SIZES[*]}, tiercache and ducktors alternating)"
     s0="$(snapshot)"
@@ -544,7 +370,7 @@ for round in $(seq "$ROUNDS"); do
     order=("${SERVERS[@]:$(((round - 1) % 3))}" "${SERVERS[@]:0:$(((round - 1) % 3))}")
     for server in "${order[@]}"; do
         url="$(url_of "$server" "$H1")"
-        settle
+        settle 3 60
         nb="$(builds)"
         log "round $round/$ROUNDS: $server 1 MiB GET (wrk -t$THREADS -c$CONNECTIONS -d$DURATION)"
         hits0="$(tc_hits)"

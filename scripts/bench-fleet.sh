@@ -83,22 +83,9 @@ HOST=127.0.0.1
 BUCKET=bench-fleet
 MIB=$((1024 * 1024))
 
-log() { printf '[bench-fleet] %s\n' "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-
-# Seconds in a wrk duration such as 10s, 2m or 1h (a bare number is seconds).
-seconds_of() {
-    local d="$1"
-    case "$d" in
-    *h) echo $((${d%h} * 3600)) ;;
-    *m) echo $((${d%m} * 60)) ;;
-    *s) echo "${d%s}" ;;
-    *) echo "$d" ;;
-    esac
-}
+BENCH_NAME=bench-fleet
+# shellcheck source=scripts/lib/bench-common.sh
+source "$ROOT/scripts/lib/bench-common.sh"
 
 [[ "$N" =~ ^[1-9][0-9]*$ ]] || die "BENCH_N must be a positive integer"
 [[ "$PARALLEL" =~ ^[1-9][0-9]*$ ]] || die "BENCH_PARALLEL must be a positive integer"
@@ -110,49 +97,11 @@ if ! [[ "$FLEET_PACKAGES" =~ ^[0-9]+$ ]] || ((FLEET_PACKAGES < 4 || FLEET_PACKAG
 fi
 [[ "$FLEET_KIB" =~ ^[1-9][0-9]*$ ]] || die "BENCH_FLEET_KIB must be a positive integer"
 [[ "$NPM_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || die "BENCH_NPM_TIMEOUT must be a number of seconds"
-DURATION_S="$(seconds_of "$DURATION")"
-WARMUP_S="$(seconds_of "$WARMUP")"
-[[ "$DURATION_S" =~ ^[1-9][0-9]*$ ]] || die "BENCH_DURATION must be like 10s, 2m"
-[[ "$WARMUP_S" =~ ^[0-9]+$ ]] || die "BENCH_WARMUP must be like 2s, or 0"
+parse_durations
 
 # --- tools ---------------------------------------------------------------------------------
 
-install_apt() {
-    local pkgs=()
-    command -v wrk >/dev/null 2>&1 || pkgs+=(wrk)
-    command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || pkgs+=(nginx-light)
-    command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
-    command -v curl >/dev/null 2>&1 || pkgs+=(curl)
-    command -v jq >/dev/null 2>&1 || pkgs+=(jq)
-    command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
-    ((${#pkgs[@]} == 0)) && return 0
-    local sudo=()
-    if ((EUID != 0)); then
-        command -v sudo >/dev/null 2>&1 || die "need root or sudo to install: ${pkgs[*]}"
-        sudo=(sudo)
-    fi
-    log "installing ${pkgs[*]}"
-    # Keep the packages' own services (nginx on *:80, redis on :6379) from starting.
-    local policy=/usr/sbin/policy-rc.d made_policy=0
-    if [[ ! -e "$policy" ]]; then
-        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
-        "${sudo[@]}" chmod +x "$policy"
-        made_policy=1
-    fi
-    local rc=0
-    timeout 300 "${sudo[@]}" apt-get update -qq || rc=$?
-    if ((rc == 0)); then
-        # nginx-light is the small build; fall back to nginx where it is not packaged.
-        if ! DEBIAN_FRONTEND=noninteractive timeout 600 "${sudo[@]}" apt-get install -y -qq "${pkgs[@]}" >/dev/null; then
-            pkgs=("${pkgs[@]/nginx-light/nginx}")
-            DEBIAN_FRONTEND=noninteractive timeout 600 "${sudo[@]}" apt-get install -y -qq "${pkgs[@]}" >/dev/null || rc=$?
-        fi
-    fi
-    ((made_policy)) && "${sudo[@]}" rm -f "$policy"
-    ((rc == 0)) || die "apt-get failed"
-}
-
-install_apt
+apt_ensure wrk nginx:nginx-light:/usr/sbin/nginx redis-server curl jq openssl
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 [[ -x "$NGINX" ]] || die "nginx not found after install"
 REDIS_SERVER="$(command -v redis-server || echo /usr/bin/redis-server)"
@@ -180,11 +129,7 @@ fi
 
 # --- build ---------------------------------------------------------------------------------
 
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    log "building tiercache (release)"
-    timeout 3600 cargo build --release -p tiercache >&2
-fi
-[[ -x "$BIN" ]] || die "no tiercache binary at $BIN"
+build_tiercache
 # The commit the binary was built from (when this script built it), taken now: others may
 # commit while the benchmark runs.
 commit="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -204,19 +149,6 @@ declare -A PID_OF=()
 declare -A URL_OF=()
 NODES=() # every tiercache node started, in order
 
-stop() {
-    local pid="$1"
-    [[ -n "$pid" ]] || return 0
-    kill "$pid" 2>/dev/null || return 0
-    local _
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
 stop_node() {
     stop "${PID_OF[$1]:-}"
     PID_OF[$1]=""
@@ -224,7 +156,7 @@ stop_node() {
 }
 
 cleanup() {
-    local rc=$? n f
+    local rc=$? n
     for n in "${NODES[@]}"; do
         stop "${PID_OF[$n]:-}"
     done
@@ -232,57 +164,23 @@ cleanup() {
     stop "$REDIS_PID"
     stop "$MOTO_PID"
     if ((rc != 0)); then
-        for f in "$WORK"/nodes/*/log "$WORK/moto.log" "$WORK/redis.log" "$WORK/nginx/error.log" "$WORK/last-npm.log"; do
-            [[ -s "$f" ]] && {
-                log "last lines of $f:"
-                tail -n 20 "$f" >&2
-            }
-        done
+        show_logs "$WORK"/nodes/*/log "$WORK/moto.log" "$WORK/redis.log" "$WORK/nginx/error.log" "$WORK/last-npm.log"
     fi
     rm -rf "$WORK"
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 # Every node runs this copy: a build elsewhere in the meantime cannot change the binary
 # between the first node and the last.
 cp "$BIN" "$WORK/tiercache"
 BIN="$WORK/tiercache"
 
-# Whether something accepts connections on 127.0.0.1:$1.
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
-
 # Ports are taken below the kernel's ephemeral range: thousands of client connections (and
 # the nodes' pooled ones) use ports in that range, and one of those would make a bind fail.
+# (free_port draws from PORT_LO .. PORT_LO + PORT_SPAN - 1.)
 EPHEMERAL_LO="$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
 if ((EPHEMERAL_LO > 12000)); then PORT_LO=10000 PORT_SPAN=$((EPHEMERAL_LO - 10000)); else PORT_LO=20000 PORT_SPAN=40000; fi
-free_port() {
-    local p _
-    for _ in $(seq 100); do
-        p=$((PORT_LO + RANDOM % PORT_SPAN))
-        port_open "$p" || {
-            echo "$p"
-            return 0
-        }
-    done
-    die "no free port found"
-}
-
-# Waits until GET $1 answers 200, for at most $2 seconds, while process $3 lives.
-wait_ok() {
-    local url="$1" limit="$2" pid="$3" _
-    for _ in $(seq $((limit * 10))); do
-        kill -0 "$pid" 2>/dev/null || die "server (pid $pid) exited before $url answered"
-        [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)" == 200 ]] && return 0
-        sleep 0.1
-    done
-    die "$url did not answer 200 within ${limit}s"
-}
-
-HZ="$(getconf CLK_TCK)"
-TIMEFORMAT='%R %U %S' # `time`: wall, user and system seconds of the timed command and its children
 
 # The processes whose CPU time is the servers': tiercache nodes, moto, and the rest (Redis,
 # nginx and its workers). Refreshed whenever a server starts or stops.
@@ -320,27 +218,6 @@ snapshot() {
         }
         END { printf "%.2f %.2f %.2f %.2f\n", m, all, t, o }
     ' /proc/stat "${files[@]}" 2>/dev/null
-}
-
-# Waits (at most 30 s) until the servers are idle: no background upload, promotion or
-# compaction may run into the next measurement.
-settle() {
-    local a b _
-    a="$(snapshot)"
-    for _ in $(seq 60); do
-        sleep 0.5
-        b="$(snapshot)"
-        if awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " "); exit !(y[2] - x[2] < 0.03) }'; then
-            return 0
-        fi
-        a="$b"
-    done
-    log "warning: the servers were still busy after 30 s"
-}
-
-# Compilers and linkers running now: another build on the machine.
-builds() {
-    ps -eo comm= | awk '$1 ~ /^(rustc|cargo|cc1|cc1plus|cc|gcc|clang|ld|ld\.lld|lld|ld\.gold)$/ { n++ } END { print n + 0 }'
 }
 
 # What else used the CPU during a measurement: the machine's busy time between snapshots
@@ -776,7 +653,7 @@ sequential_loop() {
 declare -A HITS0=()
 for node in A B C D E; do HITS0[$node]="$(hits "$node")"; done
 origin0="$(origin_lines)"
-settle
+settle 1 30
 log "step 1: $N sequential GETs per tier, interleaved (L1, L2, L3, origin, origin on a fleet node, nginx)"
 measured "sequential GETs ($N per tier, interleaved)" sequential_loop
 SEQ_ORIGIN_REQS=$(($(origin_lines) - origin0))
@@ -846,13 +723,13 @@ declare -A PAR_NODE_OF=([l3]=C2 [origin]=D2)
 declare -A PAR_HITS=()
 for label in "${PAR_LABELS[@]}"; do
     node="${PAR_NODE_OF[$label]}"
-    settle
+    settle 1 30
     log "step 2: $N GETs, $PARALLEL at once: $label"
     h0="$(hits "$node")"
     o0="$(origin_lines)"
     measured "parallel GETs ($N, $PARALLEL at once), $label" parallel_gets "$label" "$WORK/par-$label"
     # An origin fill is counted once it is stored, which may be after its client has the bytes.
-    settle
+    settle 1 30
     PAR_HITS[$label]="$(hits_delta "$h0" "$(hits "$node")"), origin requests $(($(origin_lines) - o0))"
     awk -v l="$label" -v w="$LAST_WALL" '{ n++; b += $3; if ($1 != 200) e++ } END {
         printf "par %s %d %d %d %.4f\n", l, n, e + 0, b, w }' "$WORK/par-$label" >>"$RESULTS"
@@ -875,7 +752,8 @@ run_wrk() {
     timeout $((secs + 90)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"$dur" --timeout 30s --latency "$url"
 }
 
-# Requests/s, MiB/s, errors, p50 and p99 (ms) and requests from a wrk report on stdin.
+# Requests/s, MiB/s, errors, p50 and p99 (ms) and requests from a wrk report on stdin (this
+# script's own columns: it replaces the shared parse_wrk).
 parse_wrk() {
     awk '
         function mib(v,   n, u) {
@@ -918,7 +796,7 @@ fi
 for round in $(seq "$ROUNDS"); do
     order=("${WRK_LABELS[@]:$(((round - 1) % 3))}" "${WRK_LABELS[@]:0:$(((round - 1) % 3))}")
     for label in "${order[@]}"; do
-        settle
+        settle 1 30
         log "step 3, round $round/$ROUNDS: wrk $label (wrk -t$THREADS -c$CONNECTIONS -d$DURATION)"
         node="${NODE_OF[$label]:-}"
         [[ -n "$node" ]] && h0="$(hits "$node")"
@@ -973,7 +851,7 @@ origin_since() {
 # other packages hits" to FLEET_RESULTS.
 install_through() {
     local node="$1" kind="$2" o0 h0 rc=0 n
-    settle
+    settle 1 30
     log "step 4: npm install through $node ($kind)"
     o0="$(origin_lines)"
     h0="$(hits "$node")"
@@ -1004,7 +882,7 @@ if ((SIMULTANEOUS)); then
         for k in 0 1 2; do wait "${pids[$k]}" || rc=$?; done
         return "$rc"
     }
-    settle
+    settle 1 30
     log "step 4: npm install through S1, S2 and S3 at the same time"
     o0="$(origin_lines)"
     declare -A SIM_H0=()

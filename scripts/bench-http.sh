@@ -32,74 +32,22 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="${TIERCACHE_BIN:-$TARGET_DIR/release/tiercache}"
 HOST=127.0.0.1
 
-log() { printf '[bench-http] %s\n' "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-
-# Seconds in a wrk duration such as 10s, 2m or 1h (a bare number is seconds).
-seconds_of() {
-    local d="$1"
-    case "$d" in
-    *h) echo $((${d%h} * 3600)) ;;
-    *m) echo $((${d%m} * 60)) ;;
-    *s) echo "${d%s}" ;;
-    *) echo "$d" ;;
-    esac
-}
+BENCH_NAME=bench-http
+# shellcheck source=scripts/lib/bench-common.sh
+source "$ROOT/scripts/lib/bench-common.sh"
 
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
-DURATION_S="$(seconds_of "$DURATION")"
-WARMUP_S="$(seconds_of "$WARMUP")"
-[[ "$DURATION_S" =~ ^[1-9][0-9]*$ ]] || die "BENCH_DURATION must be like 10s, 2m"
-[[ "$WARMUP_S" =~ ^[0-9]+$ ]] || die "BENCH_WARMUP must be like 2s, or 0"
+parse_durations
 
 # --- tools ---------------------------------------------------------------------------------
 
-install_missing() {
-    local pkgs=()
-    command -v wrk >/dev/null 2>&1 || pkgs+=(wrk)
-    command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || pkgs+=(nginx-light)
-    command -v curl >/dev/null 2>&1 || pkgs+=(curl)
-    ((${#pkgs[@]} == 0)) && return 0
-    local sudo=()
-    if ((EUID != 0)); then
-        command -v sudo >/dev/null 2>&1 || die "need root or sudo to install: ${pkgs[*]}"
-        sudo=(sudo)
-    fi
-    log "installing ${pkgs[*]}"
-    # Keep the package's own nginx service from starting (it would listen on *:80).
-    local policy=/usr/sbin/policy-rc.d made_policy=0
-    if [[ ! -e "$policy" ]]; then
-        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
-        "${sudo[@]}" chmod +x "$policy"
-        made_policy=1
-    fi
-    local rc=0
-    timeout 300 "${sudo[@]}" apt-get update -qq || rc=$?
-    if ((rc == 0)); then
-        # nginx-light is the small build; fall back to nginx where it is not packaged.
-        if ! DEBIAN_FRONTEND=noninteractive timeout 600 "${sudo[@]}" apt-get install -y -qq "${pkgs[@]}" >/dev/null; then
-            pkgs=("${pkgs[@]/nginx-light/nginx}")
-            DEBIAN_FRONTEND=noninteractive timeout 600 "${sudo[@]}" apt-get install -y -qq "${pkgs[@]}" >/dev/null || rc=$?
-        fi
-    fi
-    ((made_policy)) && "${sudo[@]}" rm -f "$policy"
-    ((rc == 0)) || die "apt-get failed"
-}
-
-install_missing
+apt_ensure wrk nginx:nginx-light:/usr/sbin/nginx curl
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 [[ -x "$NGINX" ]] || die "nginx not found after install"
 
 # --- build ---------------------------------------------------------------------------------
 
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    log "building tiercache (release)"
-    timeout 3600 cargo build --release -p tiercache >&2
-fi
-[[ -x "$BIN" ]] || die "no tiercache binary at $BIN"
+build_tiercache
 
 # --- scratch space and cleanup -------------------------------------------------------------
 
@@ -107,63 +55,17 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/bench-http.XXXXXX")"
 TC_PID=""
 NGINX_PID=""
 
-stop() {
-    local pid="$1"
-    [[ -n "$pid" ]] || return 0
-    kill "$pid" 2>/dev/null || return 0
-    local _
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
 cleanup() {
     local rc=$?
     stop "$TC_PID"
     stop "$NGINX_PID"
     if ((rc != 0)); then
-        for f in "$WORK/tiercache.log" "$WORK/nginx/error.log"; do
-            [[ -s "$f" ]] && {
-                log "last lines of $f:"
-                tail -n 20 "$f" >&2
-            }
-        done
+        show_logs "$WORK/tiercache.log" "$WORK/nginx/error.log"
     fi
     rm -rf "$WORK"
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Whether something accepts connections on 127.0.0.1:$1.
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
-
-free_port() {
-    local p _
-    for _ in $(seq 100); do
-        p=$((20000 + RANDOM % 40000))
-        port_open "$p" || {
-            echo "$p"
-            return 0
-        }
-    done
-    die "no free port found"
-}
-
-# Waits until GET $1 answers 200, for at most $2 seconds, while process $3 lives.
-wait_ok() {
-    local url="$1" limit="$2" pid="$3" _
-    for _ in $(seq $((limit * 10))); do
-        kill -0 "$pid" 2>/dev/null || die "server (pid $pid) exited before $url answered"
-        [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)" == 200 ]] && return 0
-        sleep 0.1
-    done
-    die "$url did not answer 200 within ${limit}s"
-}
+trap_cleanup
 
 # --- payloads ------------------------------------------------------------------------------
 
@@ -194,36 +96,7 @@ done
 
 NG_PORT="$(free_port)"
 while [[ "$NG_PORT" == "$TC_PORT" ]]; do NG_PORT="$(free_port)"; done
-cat >"$WORK/nginx/nginx.conf" <<EOF
-worker_processes 2;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events {
-    worker_connections 1024;
-}
-http {
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 1000000;
-    default_type application/octet-stream;
-    client_body_temp_path $WORK/nginx/client_body;
-    proxy_temp_path $WORK/nginx/proxy;
-    fastcgi_temp_path $WORK/nginx/fastcgi;
-    uwsgi_temp_path $WORK/nginx/uwsgi;
-    scgi_temp_path $WORK/nginx/scgi;
-    server {
-        listen $HOST:$NG_PORT;
-        root $WORK/www;
-        location / { }
-    }
-}
-EOF
-log "starting nginx on $HOST:$NG_PORT"
-"$NGINX" -p "$WORK/nginx/" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
-NGINX_PID=$!
-NG="http://$HOST:$NG_PORT"
+start_static_nginx
 wait_ok "$NG/bench-26k" 15 "$NGINX_PID"
 
 # Both servers must answer with the very bytes that were stored.
@@ -248,7 +121,8 @@ run_wrk() {
     timeout $((secs + 60)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"$dur" --latency "$url"
 }
 
-# Requests/s, transfer/s in MiB/s, errors and p99 latency from a wrk report on stdin.
+# Requests/s, transfer/s in MiB/s, errors and p99 latency from a wrk report on stdin (this
+# script's own columns: it replaces the shared parse_wrk).
 parse_wrk() {
     awk '
         function mib(v,   n, u) {

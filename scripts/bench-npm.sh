@@ -60,32 +60,16 @@ DEPS=(react@^19.0.0 react-dom@^19.0.0 vite@^8.0.0 lodash@^4.17.21 axios@^1.7.0 z
 WARM_PACKAGES=(react react-dom vite lodash axios zod date-fns)
 CORGI='application/vnd.npm.install-v1+json'
 
-log() { printf '[bench-npm] %s\n' "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-
-# Seconds in a wrk duration such as 10s, 2m or 1h (a bare number is seconds).
-seconds_of() {
-    local d="$1"
-    case "$d" in
-    *h) echo $((${d%h} * 3600)) ;;
-    *m) echo $((${d%m} * 60)) ;;
-    *s) echo "${d%s}" ;;
-    *) echo "$d" ;;
-    esac
-}
+BENCH_NAME=bench-npm
+# shellcheck source=scripts/lib/bench-common.sh
+source "$ROOT/scripts/lib/bench-common.sh"
 
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
 [[ "$PNPM_RUNS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_PNPM_RUNS must be a positive integer"
 [[ "$PNPM_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || die "BENCH_PNPM_TIMEOUT must be a number of seconds"
 [[ "$CONNECTIONS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_CONNECTIONS must be a positive integer"
-DURATION_S="$(seconds_of "$DURATION")"
-WARMUP_S="$(seconds_of "$WARMUP")"
+parse_durations
 FRESH_S="$(seconds_of "$FRESH_FOR")"
-[[ "$DURATION_S" =~ ^[1-9][0-9]*$ ]] || die "BENCH_DURATION must be like 10s, 2m"
-[[ "$WARMUP_S" =~ ^[0-9]+$ ]] || die "BENCH_WARMUP must be like 2s, or 0"
 [[ "$FRESH_S" =~ ^[1-9][0-9]*$ ]] || die "BENCH_FRESH_FOR must be like 10m, 600s"
 
 # --- tools ---------------------------------------------------------------------------------
@@ -115,8 +99,6 @@ command -v node >/dev/null 2>&1 || die "node is needed"
 UPSTREAM="$(timeout 60 npm config get registry 2>/dev/null | tail -n 1)"
 [[ "$UPSTREAM" =~ ^https?:// ]] || die "npm config get registry gave '$UPSTREAM'"
 [[ "$UPSTREAM" == */ ]] || UPSTREAM="$UPSTREAM/"
-
-node_major() { "$1" --version 2>/dev/null | sed -E 's/^v([0-9]+).*/\1/'; }
 
 # pnpm 10: the one on PATH if it is 10.x, else installed into $TOOLS/pnpm.
 PNPM=""
@@ -172,11 +154,7 @@ VNODE_VERSION="$("$VNODE" --version)"
 
 # --- build ---------------------------------------------------------------------------------
 
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    log "building tiercache (release)"
-    timeout 3600 cargo build --release -p tiercache >&2
-fi
-[[ -x "$BIN" ]] || die "no tiercache binary at $BIN"
+build_tiercache
 
 # --- scratch space and cleanup -------------------------------------------------------------
 
@@ -185,67 +163,18 @@ PNPM_WORK=""
 TC_PID=""
 VD_PID=""
 
-stop() {
-    local pid="$1"
-    [[ -n "$pid" ]] || return 0
-    kill "$pid" 2>/dev/null || return 0
-    local _
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
 cleanup() {
     local rc=$?
     stop "$TC_PID"
     stop "$VD_PID"
     if ((rc != 0)); then
-        for f in "$WORK/tiercache.log" "$WORK/verdaccio/verdaccio.log" "$WORK/verdaccio/stdout.log" "$WORK/last-pnpm.log"; do
-            [[ -s "$f" ]] && {
-                log "last lines of $f:"
-                tail -n 20 "$f" >&2
-            }
-        done
+        show_logs "$WORK/tiercache.log" "$WORK/verdaccio/verdaccio.log" "$WORK/verdaccio/stdout.log" "$WORK/last-pnpm.log"
     fi
     rm -rf "$WORK"
     [[ -n "$PNPM_WORK" ]] && rm -rf "$PNPM_WORK"
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Whether something accepts connections on 127.0.0.1:$1.
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
-
-free_port() {
-    local p _
-    for _ in $(seq 100); do
-        p=$((20000 + RANDOM % 40000))
-        port_open "$p" || {
-            echo "$p"
-            return 0
-        }
-    done
-    die "no free port found"
-}
-
-# Waits until GET $1 answers 200, for at most $2 seconds, while process $3 lives.
-wait_ok() {
-    local url="$1" limit="$2" pid="$3" _
-    for _ in $(seq $((limit * 10))); do
-        kill -0 "$pid" 2>/dev/null || die "server (pid $pid) exited before $url answered"
-        [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)" == 200 ]] && return 0
-        sleep 0.1
-    done
-    die "$url did not answer 200 within ${limit}s"
-}
-
-HZ="$(getconf CLK_TCK)"
-TIMEFORMAT='%R %U %S' # `time`: wall, user and system seconds of the timed command and its children
+trap_cleanup
 
 # CPU seconds (user + system) used so far by process $1.
 cpu_of() {
@@ -255,29 +184,7 @@ cpu_of() {
 # CPU seconds used so far by the whole machine (all cores), tiercache and Verdaccio.
 snapshot() {
     printf '%s %s %s\n' \
-        "$(awk -v hz="$HZ" '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat)" \
-        "$(cpu_of "$TC_PID")" "$(cpu_of "$VD_PID")"
-}
-
-# Waits (at most 60 s) until neither server uses CPU: Verdaccio goes on answering the
-# requests wrk had queued when it stopped, and must not do so during the next measurement.
-settle() {
-    local a b _
-    a="$(snapshot)"
-    for _ in $(seq 120); do
-        sleep 0.5
-        b="$(snapshot)"
-        if awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " "); exit !(y[2] - x[2] + y[3] - x[3] < 0.03) }'; then
-            return 0
-        fi
-        a="$b"
-    done
-    log "warning: the servers were still busy after 60 s"
-}
-
-# Compilers and linkers running now: another build on the machine.
-builds() {
-    ps -eo comm= | awk '$1 ~ /^(rustc|cargo|cc1|cc1plus|cc|gcc|clang|ld|ld\.lld|lld|ld\.gold)$/ { n++ } END { print n + 0 }'
+        "$(machine_cpu)" "$(cpu_of "$TC_PID")" "$(cpu_of "$VD_PID")"
 }
 
 # What else used the CPU during a measurement: the machine's busy time between snapshots
@@ -410,26 +317,6 @@ run_wrk() {
         -H "Accept: $accept" "$url"
 }
 
-# Requests/s, transfer/s in MiB/s, errors and p99 latency from a wrk report on stdin.
-parse_wrk() {
-    awk '
-        function mib(v,   n, u) {
-            n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-            if (u == "GB") return n * 1024
-            if (u == "MB") return n
-            if (u == "KB") return n / 1024
-            return n / 1048576
-        }
-        /^Requests\/sec:/ { rps = $2 }
-        /^Transfer\/sec:/ { mibs = mib($2) }
-        /requests in/ { reqs = $1 }
-        /Non-2xx or 3xx responses:/ { errs += $NF }
-        /Socket errors:/ { for (i = 3; i <= NF; i += 2) { gsub(/,/, "", $(i + 1)); errs += $(i + 1) } }
-        /^ +99%/ { p99 = $2 }
-        END { printf "%.1f %.1f %d %s %d\n", rps, mibs, errs, (p99 == "" ? "-" : p99), reqs }
-    '
-}
-
 # Sum of a tiercache metric's samples whose line matches $1.
 tc_metric() {
     curl -s --max-time 10 "http://$HOST:$TC_PORT/metrics" | awk -v re="$1" '$0 ~ re { s += $NF } END { printf "%.0f\n", s }'
@@ -466,7 +353,7 @@ for round in $(seq "$ROUNDS"); do
         for server in tiercache verdaccio; do
             url="$(url_of "$server" "$t")"
             [[ "$url" == "http://$HOST:"* ]] || die "refusing to load $url: not $HOST"
-            settle
+            settle 2 60
             nb="$(builds)"
             log "round $round/$ROUNDS: $server $t (wrk -t$THREADS -c$CONNECTIONS -d$DURATION)"
             l1a="$(tc_metric '^tiercache_hits_total\\{tier="l1"')"
@@ -533,7 +420,7 @@ pnpm_run() {
         store="$KEPT/store" cache="$KEPT/cache" mode=(--offline)
     fi
     cp "$WORK/package.json" "$dir/project/"
-    settle
+    settle 2 60
     log "pnpm install via $label ($kind)"
     nb="$(builds)"
     s0="$(snapshot)"
