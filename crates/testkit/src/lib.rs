@@ -4,3 +4,5 @@
 pub mod moto;
 /// A real `redis-server` (and a small Redis Cluster) on free loopback ports.
 pub mod redis;
+
+mod process;

@@ -13,7 +13,9 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use crate::process::Process;
 use std::time::{Duration, Instant};
 
 /// The bucket every test server starts with.
@@ -36,7 +38,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Moto {
     binary: PathBuf,
     port: u16,
-    child: Option<Child>,
+    child: Process,
 }
 
 /// An answer to an unsigned request.
@@ -59,7 +61,7 @@ impl Moto {
         let mut moto = Moto {
             binary,
             port,
-            child: None,
+            child: Process::default(),
         };
         moto.restart();
         moto
@@ -82,19 +84,13 @@ impl Moto {
 
     /// Whether the process is running (started and not stopped).
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.child.is_running()
     }
 
     /// Kills the server (SIGKILL, as a crash would); the port stays reserved for
     /// [`Moto::restart`]. Everything stored is lost. Idempotent.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.child.stop();
     }
 
     /// Starts the server again on the same port (empty: moto keeps nothing) and creates
@@ -110,7 +106,7 @@ impl Moto {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.binary.display()));
-            self.child = Some(child);
+            self.child.set(child);
             if self.wait_ready(deadline) {
                 break;
             }
@@ -242,9 +238,7 @@ impl Moto {
     /// True once the server answers; false if its process exited first.
     fn wait_ready(&mut self, deadline: Instant) -> bool {
         while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(_)) = child.try_wait()
-            {
+            if self.child.exited().is_some() {
                 return false;
             }
             if self.try_request("GET", "/", &[]).is_ok() {
@@ -278,12 +272,6 @@ impl Moto {
         let mut raw = Vec::new();
         s.read_to_end(&mut raw)?;
         parse_reply(&raw)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

@@ -7,7 +7,9 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use crate::process::Process;
 use std::time::{Duration, Instant};
 
 /// How long a server may take to answer PING after starting.
@@ -63,7 +65,7 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     extra: Vec<String>,
-    child: Option<Child>,
+    child: Process,
 }
 
 impl RedisServer {
@@ -79,7 +81,7 @@ impl RedisServer {
             port,
             dir,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
-            child: None,
+            child: Process::default(),
         };
         server.restart();
         server
@@ -97,18 +99,12 @@ impl RedisServer {
 
     /// Whether the process is running (started and not stopped).
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.child.is_running()
     }
 
     /// Kills the process (as a crash would) and waits until it is gone. Idempotent.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.child.stop();
     }
 
     /// Starts it (again) on the same port and waits until it answers PING. Nothing is
@@ -141,7 +137,7 @@ impl RedisServer {
             ),
             Err(e) => panic!("cannot start {}: {e}", bin.display()),
         };
-        self.child = Some(child);
+        self.child.set(child);
         self.wait_ready();
     }
 
@@ -151,9 +147,7 @@ impl RedisServer {
             if ping(self.port) {
                 return;
             }
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
+            if let Some(status) = self.child.exited() {
                 let out = std::fs::read_to_string(self.log_path()).unwrap_or_default();
                 panic!(
                     "redis-server on port {} exited with {status} before answering PING:\n{out}",
@@ -176,12 +170,6 @@ impl RedisServer {
     /// Its working directory (cluster config files live there).
     pub fn dir(&self) -> &Path {
         self.dir.path()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
