@@ -32,12 +32,12 @@ const SWEEP_BATCH: usize = 1000;
 pub(super) const LOCK_POLL: Duration = Duration::from_millis(50);
 
 /// The shared tier and the fleet, when configured.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct Shared {
     l3: Option<L3>,
     fleet: Option<Fleet>,
     fleet_wait: Duration,
-    local: Option<Arc<Local>>,
+    local: Arc<Local>,
 }
 
 #[derive(Clone)]
@@ -134,7 +134,7 @@ impl Shared {
             l3,
             fleet,
             fleet_wait: config.fleet_wait,
-            local: Some(local),
+            local,
         })
     }
 
@@ -183,10 +183,8 @@ impl Shared {
         match l3.tier.put(key, meta, body).await {
             Ok(PutOutcome::Stored) => {}
             Ok(PutOutcome::Kept(theirs)) => {
-                if let Some(local) = &self.local
-                    && theirs.hash != meta.hash
-                {
-                    local.superseded(key.clone(), theirs).await;
+                if theirs.hash != meta.hash {
+                    self.local.superseded(key.clone(), theirs).await;
                 }
             }
             Err(e) => {
