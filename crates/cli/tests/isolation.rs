@@ -180,6 +180,11 @@ async fn build_artifacts_stay_with_their_user_and_team() {
         call(M::GET, &art("web"), Some(&alice), b"").await.1,
         "alice's dist"
     );
+    // Nor can a user list what the cache holds for every team.
+    let list = srv.url("/admin/build/artifacts");
+    assert_eq!(call(M::GET, &list, Some(&bob), b"").await.0, 403);
+    let admin = token(SECRET, &["--user", "ops", "--role", "admin"]);
+    assert_eq!(call(M::GET, &list, Some(&admin), b"").await.0, 200);
     // A team the token does not allow is refused outright.
     assert_eq!(call(M::GET, &art("web"), Some(&mallory), b"").await.0, 403);
     assert_eq!(call(M::PUT, &art("web"), Some(&mallory), b"x").await.0, 403);

@@ -31,3 +31,24 @@ pub fn limited(body: HttpBody, limit: u64) -> BodyStream {
 pub fn over_limit(e: &StoreError) -> bool {
     matches!(e, StoreError::Body(io) if io.kind() == io::ErrorKind::FileTooLarge)
 }
+
+/// Most bytes of a refused body read (and dropped) before the refusal is sent.
+const DRAIN_BYTES: usize = 8 * 1024 * 1024;
+/// Longest time spent reading a refused body.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads and drops a bounded part of a body that will be refused, so a client still
+/// sending it reads the refusal instead of a broken pipe (what a lingering close gives).
+pub async fn drain(body: HttpBody) {
+    let mut stream = body.into_data_stream();
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read >= DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}

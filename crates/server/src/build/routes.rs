@@ -209,6 +209,7 @@ async fn put_artifact(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
+        upload::drain(body).await;
         return Err(TurboError::too_large(limit));
     }
     let meta_headers = upload_headers(&headers)?;
@@ -325,7 +326,12 @@ async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Value>, TurboError> {
     let build = state.build.clone();
-    build.tokens.check(&headers)?;
+    // Every team's artifacts: for the operator only (a static build token, or an admin).
+    if !auth::build_caller(&state, &headers)?.principal.is_admin() {
+        return Err(TurboError::forbidden(
+            "listing artifacts is for admins only",
+        ));
+    }
     let prefix = match params.get("team") {
         Some(t) => {
             check_team(t)?;

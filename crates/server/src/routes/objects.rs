@@ -187,6 +187,7 @@ async fn put_object(
         None => None,
     };
     if declared.is_some_and(|n| n > state.max_body_bytes) {
+        upload::drain(body).await;
         return Err(too_large());
     }
     let body = Body::Stream(upload::limited(body, state.max_body_bytes));
