@@ -21,9 +21,9 @@ pub enum Action {
     Write,
     /// Deleted an entry.
     Delete,
-    /// A hit was copied into a faster tier.
+    /// An entry was promoted into a shared scope (identical artifacts from `k` users).
     Promote,
-    /// An entry was set aside as bad (corrupt, failed verification).
+    /// A shared entry was set aside by the leakage scan (removed there, kept for admins).
     Quarantine,
     /// Listed the entries of a scope.
     List,
