@@ -41,6 +41,17 @@ pub struct FileConfig {
     pub audit: AuditFile,
     #[serde(default)]
     pub auth: AuthFile,
+    #[serde(default)]
+    pub sharing: SharingFile,
+}
+
+/// The `[sharing]` section of the file: when user uploads become shared.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharingFile {
+    /// Distinct users of a template whose byte-identical build artifacts promote them to the
+    /// template's scope (default 2; 0 = never).
+    pub promote_after: Option<u32>,
 }
 
 /// The `[auth]` section of the file: signed tokens. `Debug` never shows the secret.
@@ -362,6 +373,9 @@ impl ServeConfig {
         if let Some(n) = file.audit.max_files {
             store.audit_max_files = n;
         }
+        if let Some(k) = file.sharing.promote_after {
+            store.promote_after = k;
+        }
         store.l3 = resolve_l3(&args.fleet, file.l3, &mut store)?;
         store.redis = resolve_redis(&args.fleet, file.redis, &mut store)?;
         let public_url = args.public_url.or(file.public_url);
@@ -515,10 +529,14 @@ mod tests {
     }
 
     #[test]
-    fn the_audit_section_sets_rotation() {
+    fn the_audit_and_sharing_sections_are_read() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "[audit]\nmax_file = \"1MiB\"\nmax_files = 3\n").unwrap();
+        std::fs::write(
+            &path,
+            "[audit]\nmax_file = \"1MiB\"\nmax_files = 3\n[sharing]\npromote_after = 3\n",
+        )
+        .unwrap();
         let args = ServeArgs {
             config: Some(path.clone()),
             ..Default::default()
@@ -526,6 +544,7 @@ mod tests {
         let c = ServeConfig::resolve(args).unwrap();
         assert_eq!(c.store.audit_max_file_bytes, 1024 * 1024);
         assert_eq!(c.store.audit_max_files, 3);
+        assert_eq!(c.store.promote_after, 3);
         std::fs::write(&path, "[audit]\nmax_file = \"0\"\n").unwrap();
         let args = ServeArgs {
             config: Some(path),

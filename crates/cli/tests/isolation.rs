@@ -201,6 +201,55 @@ async fn build_artifacts_stay_with_their_user_and_team() {
 }
 
 #[tokio::test]
+async fn identical_artifacts_of_two_users_of_a_template_are_shared_with_its_other_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server(dir.path());
+    let user = |id: &str, template: &str| {
+        token(
+            SECRET,
+            &["--user", id, "--template", template, "--team", "web"],
+        )
+    };
+    let (alice, bob, carol) = (
+        user("alice", "vite"),
+        user("bob", "vite"),
+        user("carol", "vite"),
+    );
+    let outsider = user("dave", "next");
+    use reqwest::Method as M;
+    let art = srv.url("/v8/artifacts/00aa11bb22cc33dd?slug=web");
+
+    // One user, even twice, shares nothing (the second upload is acknowledged unread).
+    assert_eq!(call(M::PUT, &art, Some(&alice), b"dist v1").await.0, 202);
+    assert_eq!(call(M::PUT, &art, Some(&alice), b"dist v1").await.0, 200);
+    assert_eq!(call(M::GET, &art, Some(&carol), b"").await.0, 404);
+    // A second user of the template with byte-identical output: promoted.
+    assert_eq!(call(M::PUT, &art, Some(&bob), b"dist v1").await.0, 202);
+    let (s, body) = call(M::GET, &art, Some(&carol), b"").await;
+    assert_eq!((s, body.as_str()), (200, "dist v1"));
+    // Users of another template still see nothing.
+    assert_eq!(call(M::GET, &art, Some(&outsider), b"").await.0, 404);
+
+    // Different bytes from two users are not promoted.
+    let other = srv.url("/v8/artifacts/44ee55ff66aa77bb?slug=web");
+    assert_eq!(call(M::PUT, &other, Some(&alice), b"mine").await.0, 202);
+    assert_eq!(call(M::PUT, &other, Some(&bob), b"theirs").await.0, 202);
+    assert_eq!(call(M::GET, &other, Some(&carol), b"").await.0, 404);
+
+    // The promotion is in the audit log, for admins.
+    let admin = token(SECRET, &["--user", "ops", "--role", "admin"]);
+    let (s, log) = call(
+        M::GET,
+        &srv.url("/admin/audit?action=promote"),
+        Some(&admin),
+        b"",
+    )
+    .await;
+    assert_eq!(s, 200, "{log}");
+    assert!(log.contains("template/vite"), "{log}");
+}
+
+#[tokio::test]
 async fn npm_serves_public_packages_to_valid_callers_and_never_forwards_our_token() {
     use common::origin::{Origin, Package};
     let origin = Origin::start(vec![Package::with_versions("left-pad", &["1.0.0"])]).await;

@@ -91,6 +91,9 @@ pub struct PutOptions {
     pub expected_hash: Option<ContentHash>,
     /// The key is written once (a build artifact): the fleet keeps the first write.
     pub immutable: bool,
+    /// Identical copies uploaded by `k` users of a template may be promoted to it (build
+    /// artifacts: deterministic outputs, the same for everyone who builds the same inputs).
+    pub shareable: bool,
 }
 
 fn printable(s: &str) -> bool {

@@ -39,6 +39,9 @@ pub struct StoreConfig {
     pub audit_max_file_bytes: u64,
     /// Rotated audit files kept; the oldest beyond this are deleted.
     pub audit_max_files: usize,
+    /// Distinct users of a template whose byte-identical uploads of one artifact promote it
+    /// to the template's scope; 0 = never.
+    pub promote_after: u32,
 }
 
 impl StoreConfig {
@@ -58,6 +61,7 @@ impl StoreConfig {
             l3_sweep_interval: std::time::Duration::from_secs(3600),
             audit_max_file_bytes: crate::audit::DEFAULT_MAX_FILE_BYTES,
             audit_max_files: crate::audit::DEFAULT_MAX_FILES,
+            promote_after: 2,
         }
     }
 }

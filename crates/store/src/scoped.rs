@@ -93,29 +93,28 @@ impl<'a> Scoped<'a> {
         // An admin (the operator; every request in single-user mode) is trusted; anything
         // else headed for a shared scope is screened for secrets first.
         if matches!(key.scope(), Scope::User(_)) || self.who.is_admin() {
-            return self.store.put(key, opts, body).await;
-        }
-        let name = key.name().as_str().to_owned();
-        let body = match body {
-            Body::Bytes(bytes) => {
-                screen::check_bytes(name, bytes.clone())
-                    .await
-                    .map_err(|s| StoreError::Sensitive(s.0))?;
-                Body::Bytes(bytes)
+            let shareable = opts.shareable;
+            let meta = self.store.put(key, opts, body).await?;
+            if shareable {
+                self.store
+                    .consider_promotion(self.who, key, &meta, self.audit)
+                    .await;
             }
-            Body::Stream(stream) => Body::Stream(screen::screened(name, stream)),
-        };
-        match self.store.put(key, opts, body).await {
-            Err(e) => match screen::refusal(&e) {
-                Some(reason) => {
-                    let refused = Decision::Deny("sensitive content");
-                    self.record(key, Action::Write, &refused).await;
-                    Err(StoreError::Sensitive(reason))
-                }
-                None => Err(e),
-            },
-            ok => ok,
+            return Ok(meta);
         }
+        let stored = match screen::screen_body(key.name().as_str(), body).await {
+            Ok(body) => self
+                .store
+                .put(key, opts, body)
+                .await
+                .map_err(screen::sensitive),
+            Err(e) => Err(e),
+        };
+        if matches!(stored, Err(StoreError::Sensitive(_))) {
+            self.record(key, Action::Write, &Decision::Deny("sensitive content"))
+                .await;
+        }
+        stored
     }
 
     /// Removes the entry; a key the principal may not even read is absent to it.

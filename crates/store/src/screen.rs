@@ -11,7 +11,8 @@ use futures::StreamExt;
 use tiercache_scan::Scanner;
 use tokio::sync::mpsc;
 
-use crate::body::BodyStream;
+use crate::body::{Body, BodyStream};
+use crate::error::StoreError;
 
 /// Chunks waiting for the scanner.
 const DEPTH: usize = 8;
@@ -120,12 +121,30 @@ pub fn screened(name: String, mut body: BodyStream) -> BodyStream {
     }))
 }
 
-/// The reason inside a store error, if a body was refused by [`screened`].
-pub fn refusal(e: &crate::error::StoreError) -> Option<String> {
-    let crate::error::StoreError::Body(io) = e else {
-        return None;
+/// `body`, screened for a shared scope: bytes are checked now (`StoreError::Sensitive`), a
+/// stream as it flows into the store (pass the store's error through [`sensitive`]).
+pub async fn screen_body(name: &str, body: Body) -> Result<Body, StoreError> {
+    match body {
+        Body::Bytes(bytes) => {
+            check_bytes(name.to_owned(), bytes.clone())
+                .await
+                .map_err(|s| StoreError::Sensitive(s.0))?;
+            Ok(Body::Bytes(bytes))
+        }
+        Body::Stream(stream) => Ok(Body::Stream(screened(name.to_owned(), stream))),
+    }
+}
+
+/// A store error caused by a screened stream's refusal, as `StoreError::Sensitive`.
+pub fn sensitive(e: StoreError) -> StoreError {
+    let StoreError::Body(io) = &e else {
+        return e;
     };
-    io.get_ref()
+    match io
+        .get_ref()
         .and_then(|inner| inner.downcast_ref::<Sensitive>())
-        .map(|s| s.0.clone())
+    {
+        Some(s) => StoreError::Sensitive(s.0.clone()),
+        None => e,
+    }
 }

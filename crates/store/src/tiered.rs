@@ -19,6 +19,7 @@ use crate::clock::now_ms;
 use crate::config::StoreConfig;
 use crate::error::{LoadError, StoreError};
 use crate::fleet::{Fleet, FleetLock};
+use crate::promotion::Promotion;
 use crate::shared::{FleetTurn, Shared, release};
 use crate::single_flight::{Leader, Outcome, Role, SingleFlight};
 use crate::stats::{TierName, TierStats};
@@ -35,6 +36,7 @@ pub struct TieredStore {
     flights: Arc<SingleFlight>,
     origin: Arc<TierStats>,
     max_entry_bytes: u64,
+    promotion: Promotion,
 }
 
 /// What a loader returns: the entry's options and body, or `None` if the origin has no such entry.
@@ -129,13 +131,17 @@ impl TieredStore {
         }
         let l1 = MemoryTier::new(config.l1.clone());
         let l2 = DiskTier::open(&config).await?;
+        let shared = Shared::open(&config, &l1, &l2)?;
+        let promotion =
+            Promotion::open(config.promote_after, &config.data_dir, shared.fleet()).await?;
         Ok(TieredStore {
-            shared: Shared::open(&config, &l1, &l2)?,
+            shared,
             l1,
             l2,
             flights: Arc::new(SingleFlight::default()),
             origin: Arc::new(TierStats::default()),
             max_entry_bytes: config.max_entry_bytes,
+            promotion,
         })
     }
 
@@ -555,6 +561,11 @@ impl TieredStore {
     /// The fleet's Redis, if configured: fleet-wide counters and rankings for reports.
     pub fn fleet(&self) -> Option<&Fleet> {
         self.shared.fleet()
+    }
+
+    /// The rule promoting identical user uploads to their template.
+    pub fn promotion(&self) -> &Promotion {
+        &self.promotion
     }
 
     /// Counters of loads from the origin.

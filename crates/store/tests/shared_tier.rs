@@ -186,3 +186,53 @@ async fn racing_writes_of_an_immutable_key_converge_on_one_write_fleet_wide() {
         assert_eq!(got, kept);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_uploads_by_users_on_different_nodes_are_promoted_fleet_wide() {
+    use tiercache_core::{Kind, Name, Principal, Role};
+    let (moto, redis) = (Moto::start(), RedisServer::start());
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (
+        node(da.path(), &moto, &redis).await,
+        node(db.path(), &moto, &redis).await,
+    );
+    let user = |id: &str| Principal {
+        user: Some(id.into()),
+        templates: vec!["web".into()],
+        role: Role::User,
+        read_only: false,
+    };
+    let opts = || PutOptions {
+        immutable: true,
+        shareable: true,
+        ..Default::default()
+    };
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    let name = "team~ab12";
+    let put = |store: &TieredStore, who: &Principal| {
+        let key = CacheKey::parse(
+            &format!("user/{}", who.user.as_deref().unwrap()),
+            "turbo",
+            name,
+        )
+        .unwrap();
+        let (store, who) = (store.clone(), who.clone());
+        async move {
+            store
+                .scoped(&who)
+                .put(&key, opts(), Body::Bytes(Bytes::from_static(b"built")))
+                .await
+                .unwrap();
+        }
+    };
+    put(&a, &alice).await;
+    put(&b, &bob).await;
+    drained(&b).await;
+    let hit = a
+        .scoped(&carol)
+        .resolve(&Kind::new("turbo").unwrap(), &Name::new(name).unwrap())
+        .await
+        .unwrap()
+        .expect("carol, on the other node, reads the promoted artifact");
+    assert_eq!(&hit.body.collect().await.unwrap()[..], b"built");
+}

@@ -226,6 +226,8 @@ async fn put_artifact(
         headers: meta_headers,
         // Across a fleet too: nodes racing on one hash all end up serving the first write.
         immutable: true,
+        // Deterministic outputs: identical uploads by `k` users of a template are shared.
+        shareable: true,
         ..Default::default()
     };
     let body = Body::Stream(upload::limited(body, limit));

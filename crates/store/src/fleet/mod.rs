@@ -12,6 +12,7 @@ mod counters;
 mod error;
 mod health;
 mod lock;
+mod sets;
 
 use std::collections::BTreeMap;
 use std::fmt;
