@@ -11,6 +11,7 @@ use serde::Deserialize;
 use tiercache_server::auth::{AuthConfig, AuthSecret};
 use tiercache_server::build::BuildConfig;
 use tiercache_server::npm::NpmConfig;
+use tiercache_server::npm::config::UpstreamToken;
 use tiercache_store::StoreConfig;
 use tiercache_store::fleet::RedisConfig;
 use tiercache_store::tier::object::L3Config;
@@ -143,6 +144,9 @@ pub struct NpmFile {
 #[serde(deny_unknown_fields)]
 pub struct ScopeFile {
     pub upstream: Option<String>,
+    /// The environment variable holding the registry token tiercache sends upstream for this
+    /// scope when auth is on (clients then send tiercache tokens, which never leave the server).
+    pub token_env: Option<String>,
 }
 
 /// One tier's section of the file.
@@ -438,6 +442,15 @@ fn resolve_npm(
     for (scope, s) in file.scopes {
         if !c.private_scopes.contains_key(&scope) {
             bail!("[npm.scopes.{scope:?}] names a scope that is not in npm.private_scopes");
+        }
+        if let Some(var) = s.token_env {
+            // Read once at start-up; a named variable that is unset is a mistake worth a stop.
+            let token = std::env::var(&var).map_err(|_| {
+                anyhow::anyhow!("[npm.scopes.{scope:?}] token_env: {var} is not set")
+            })?;
+            let token = UpstreamToken::bearer(token.trim())
+                .ok_or_else(|| anyhow::anyhow!("{var} holds characters a header cannot carry"))?;
+            c.scope_tokens.insert(scope.clone(), token);
         }
         if let Some(u) = s.upstream {
             check_url("npm scope upstream", &u)?;

@@ -287,3 +287,87 @@ async fn npm_serves_public_packages_to_valid_callers_and_never_forwards_our_toke
         "a tiercache token was forwarded upstream"
     );
 }
+
+#[tokio::test]
+async fn private_npm_packages_are_cached_per_user_and_fetched_with_the_scopes_own_credential() {
+    use common::origin::{Origin, Package};
+    let origin = Origin::start(vec![
+        Package::with_versions("@acme/util", &["1.0.0"]),
+        Package::with_versions("left-pad", &["1.0.0"]),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("auth.toml");
+    std::fs::write(
+        &config,
+        "[auth]\nleeway = \"0s\"\n[npm]\nprivate_scopes = [\"@acme\"]\n\
+         [npm.scopes.\"@acme\"]\ntoken_env = \"ACME_REGISTRY_TOKEN\"\n",
+    )
+    .unwrap();
+    let srv = Server::start_with_env(
+        &dir.path().join("data"),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--npm-upstream",
+            &origin.url(),
+        ],
+        &[
+            ("TIERCACHE_AUTH_SECRET", SECRET),
+            ("ACME_REGISTRY_TOKEN", "acme-registry-credential"),
+        ],
+    );
+    use reqwest::Method as M;
+    let url = srv.url("/npm/@acme%2futil");
+    let alice = token(SECRET, &["--user", "alice"]);
+    let bob = token(SECRET, &["--user", "bob"]);
+
+    // Anonymous callers get nothing of a private scope.
+    assert_eq!(call(M::GET, &url, None, b"").await.0, 401);
+    assert_eq!(origin.packument_requests_for("@acme/util"), 0);
+
+    // Alice's first request fetches with the scope's credential; her second is her cache.
+    let (s, first) = call(M::GET, &url, Some(&alice), b"").await;
+    assert_eq!(s, 200, "{first}");
+    assert_eq!(call(M::GET, &url, Some(&alice), b"").await.1, first);
+    assert_eq!(origin.packument_requests_for("@acme/util"), 1);
+    // Bob has his own copy: his first request is his own fetch, never alice's cache.
+    assert_eq!(call(M::GET, &url, Some(&bob), b"").await.0, 200);
+    assert_eq!(origin.packument_requests_for("@acme/util"), 2);
+    // Tarballs likewise.
+    let tgz = srv.url("/npm/@acme/util/-/util-1.0.0.tgz");
+    for who in [&alice, &alice, &bob] {
+        assert_eq!(call(M::GET, &tgz, Some(who), b"").await.0, 200);
+    }
+    assert_eq!(origin.tarball_requests_for("@acme/util", "1.0.0"), 2);
+
+    // Private requests carried the scope's credential and nothing else; public ones none.
+    for r in origin.request_log() {
+        let expected = r
+            .path
+            .contains("acme")
+            .then_some("Bearer acme-registry-credential");
+        assert_eq!(r.authorization.as_deref(), expected, "{}", r.path);
+    }
+    assert_eq!(
+        call(M::GET, &srv.url("/npm/left-pad"), Some(&alice), b"")
+            .await
+            .0,
+        200
+    );
+    assert!(
+        origin
+            .request_log()
+            .iter()
+            .filter(|r| r.path.contains("left-pad"))
+            .all(|r| r.authorization.is_none())
+    );
+
+    // The private reads are in the audit log, under each user's own scope.
+    let admin = token(SECRET, &["--user", "ops", "--role", "admin"]);
+    let (_, log) = call(M::GET, &srv.url("/admin/audit?user=bob"), Some(&admin), b"").await;
+    assert!(
+        log.contains("user/bob") && log.contains("@acme+util"),
+        "{log}"
+    );
+}

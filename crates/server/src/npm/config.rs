@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use axum::http::HeaderValue;
+
 /// Settings of the npm registry proxy.
 #[derive(Debug, Clone)]
 pub struct NpmConfig {
@@ -29,6 +31,28 @@ pub struct NpmConfig {
     /// Private scopes (`@acme`) and, optionally, their own upstream. Their packages are never
     /// stored in a shared scope; the client's Authorization is forwarded.
     pub private_scopes: BTreeMap<String, Option<String>>,
+    /// With auth on, the credential tiercache itself sends to a private scope's upstream
+    /// (clients send tiercache tokens, which never leave the server).
+    pub scope_tokens: BTreeMap<String, UpstreamToken>,
+}
+
+/// A registry credential: sent as `Authorization: Bearer`, never printed.
+#[derive(Clone)]
+pub struct UpstreamToken(HeaderValue);
+
+impl UpstreamToken {
+    /// A bearer credential, if `token` can be a header value.
+    pub fn bearer(token: &str) -> Option<Self> {
+        let mut v = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+        v.set_sensitive(true);
+        Some(UpstreamToken(v))
+    }
+}
+
+impl std::fmt::Debug for UpstreamToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl NpmConfig {
@@ -52,7 +76,15 @@ impl NpmConfig {
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(30),
             private_scopes: BTreeMap::new(),
+            scope_tokens: BTreeMap::new(),
         }
+    }
+
+    /// The credential configured for private scope `scope`, if any.
+    pub fn scope_token(&self, scope: Option<&str>) -> Option<HeaderValue> {
+        scope
+            .and_then(|s| self.scope_tokens.get(s))
+            .map(|t| t.0.clone())
     }
 
     /// The upstream for packages of `scope`, and whether that scope is private.

@@ -12,6 +12,7 @@ pub mod error;
 pub mod integrity;
 pub mod name;
 pub mod packument;
+pub mod realm;
 pub mod routes;
 pub mod stats;
 pub mod upstream;
@@ -20,7 +21,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use reqwest::header::HeaderValue;
 use tiercache_core::{CacheKey, ContentHash, PutOptions};
 use tiercache_store::FleetTurn;
 use tiercache_store::single_flight::{Outcome as FlightOutcome, Role, SingleFlight};
@@ -30,6 +30,7 @@ pub use config::NpmConfig;
 pub use error::NpmError;
 use name::PackageName;
 use packument::{PackageIndex, now_ms};
+pub use realm::Realm;
 use stats::{NpmStats, Outcome};
 use upstream::{Fetched, Upstream};
 
@@ -109,20 +110,42 @@ impl NpmFrontend {
         self.config.upstream_for(name.scope()).1
     }
 
+    /// The key a private request is audited under: the package's index, or the tarball.
+    pub fn audit_key(
+        &self,
+        realm: &Realm,
+        name: &PackageName,
+        tarball: Option<&str>,
+    ) -> Result<CacheKey, NpmError> {
+        match tarball {
+            Some(basename) => Self::key(realm, name, KIND_TARBALL, Some(basename)),
+            None => Self::key(realm, name, KIND_INDEX, None),
+        }
+    }
+
     /// Whether the origin's breaker is open.
     pub fn origin_down(&self) -> bool {
         self.upstream.is_open()
     }
 
-    fn key(name: &PackageName, kind: &str, suffix: Option<&str>) -> Result<CacheKey, NpmError> {
-        name.key(kind, suffix)
+    fn key(
+        realm: &Realm,
+        name: &PackageName,
+        kind: &str,
+        suffix: Option<&str>,
+    ) -> Result<CacheKey, NpmError> {
+        name.key(&realm.scope, kind, suffix)
             .map_err(|e| NpmError::BadRequest(e.to_string()))
     }
 
     /// The package's index, parsed once per stored version (keyed by its content hash, so a
     /// changed or removed entry is never answered from memory).
-    async fn read_index(&self, name: &PackageName) -> Result<Option<Arc<PackageIndex>>, NpmError> {
-        let key = Self::key(name, KIND_INDEX, None)?;
+    async fn read_index(
+        &self,
+        realm: &Realm,
+        name: &PackageName,
+    ) -> Result<Option<Arc<PackageIndex>>, NpmError> {
+        let key = Self::key(realm, name, KIND_INDEX, None)?;
         let Some(meta) = self.store.head(&key).await? else {
             return Ok(None);
         };
@@ -149,11 +172,12 @@ impl NpmFrontend {
 
     async fn write_index(
         &self,
+        realm: &Realm,
         name: &PackageName,
         idx: PackageIndex,
         share_now: bool,
     ) -> Result<Arc<PackageIndex>, NpmError> {
-        let key = Self::key(name, KIND_INDEX, None)?;
+        let key = Self::key(realm, name, KIND_INDEX, None)?;
         let bytes = serde_json::to_vec(&idx).map_err(|e| NpmError::Internal(e.to_string()))?;
         let opts = PutOptions {
             content_type: Some("application/json".into()),
@@ -173,22 +197,23 @@ impl NpmFrontend {
     /// even a fresh copy (a version or tarball the copy does not list was asked for).
     pub async fn packument(
         &self,
+        realm: &Realm,
         name: &PackageName,
         force: bool,
     ) -> Result<(Arc<PackageIndex>, Outcome), NpmError> {
-        let current = self.read_index(name).await?;
+        let current = self.read_index(realm, name).await?;
         if let Some(idx) = &current
             && !force
             && idx.is_fresh(now_ms(), self.config.fresh_for)
         {
             return Ok((idx.clone(), Outcome::Hit));
         }
-        let flight_key = Self::key(name, KIND_INDEX, None)?;
+        let flight_key = Self::key(realm, name, KIND_INDEX, None)?;
         match self.refreshes.join(&flight_key) {
             Role::Leader(leader) => {
                 let result = match current {
-                    Some(current) => self.refresh(name, Some(current), false).await,
-                    None => self.refresh_cold(name).await,
+                    Some(current) => self.refresh(realm, name, Some(current), false).await,
+                    None => self.refresh_cold(realm, name).await,
                 };
                 leader.finish(match &result {
                     Ok(_) => FlightOutcome::Stored,
@@ -199,7 +224,7 @@ impl NpmFrontend {
             }
             Role::Follower(follower) => {
                 let outcome = follower.wait().await;
-                match (outcome, self.read_index(name).await?) {
+                match (outcome, self.read_index(realm, name).await?) {
                     (Some(FlightOutcome::NotFound), _) => Err(NpmError::NotFound),
                     (Some(FlightOutcome::Failed(e)), None) => Err(NpmError::from_load(&e)),
                     (Some(FlightOutcome::Failed(_)), Some(idx)) => Ok((idx, Outcome::Stale)),
@@ -216,16 +241,17 @@ impl NpmFrontend {
     /// origin and shares it through L3 before the others, waiting, read it from there.
     async fn refresh_cold(
         &self,
+        realm: &Realm,
         name: &PackageName,
     ) -> Result<(Arc<PackageIndex>, Outcome), NpmError> {
-        let key = Self::key(name, KIND_INDEX, None)?;
+        let key = Self::key(realm, name, KIND_INDEX, None)?;
         match self.store.fleet_turn(&key).await {
-            FleetTurn::Reread => match self.read_index(name).await? {
+            FleetTurn::Reread => match self.read_index(realm, name).await? {
                 Some(idx) => Ok((idx, Outcome::Hit)),
-                None => self.refresh(name, None, false).await,
+                None => self.refresh(realm, name, None, false).await,
             },
             FleetTurn::Fetch(guard) => {
-                let result = self.refresh(name, None, guard.holds()).await;
+                let result = self.refresh(realm, name, None, guard.holds()).await;
                 guard.release().await;
                 result
             }
@@ -236,6 +262,7 @@ impl NpmFrontend {
     /// `share_now`, the stored entries reach L3 before this returns.
     async fn refresh(
         &self,
+        realm: &Realm,
         name: &PackageName,
         current: Option<Arc<PackageIndex>>,
         share_now: bool,
@@ -243,13 +270,17 @@ impl NpmFrontend {
         let (base, _) = self.config.upstream_for(name.scope());
         let url = format!("{base}{}", name.escaped());
         let etag = current.as_ref().and_then(|i| i.upstream_etag.as_deref());
-        match self.upstream.packument(&url, etag, None).await {
+        match self
+            .upstream
+            .packument(&url, etag, realm.auth.as_ref())
+            .await
+        {
             Ok(Fetched::NotModified) => match current {
                 Some(current) => {
                     let mut idx = (*current).clone();
                     idx.fetched_ms = now_ms();
                     Ok((
-                        self.write_index(name, idx, share_now).await?,
+                        self.write_index(realm, name, idx, share_now).await?,
                         Outcome::Revalidated,
                     ))
                 }
@@ -258,7 +289,7 @@ impl NpmFrontend {
             },
             Ok(Fetched::NotFound) => Err(NpmError::NotFound),
             Ok(Fetched::Found(body)) => {
-                let idx = self.store_packument(name, body, share_now).await?;
+                let idx = self.store_packument(realm, name, body, share_now).await?;
                 Ok((idx, Outcome::Miss))
             }
             Err(e) => match current {
@@ -274,6 +305,7 @@ impl NpmFrontend {
     /// Derives and stores the served forms and the index of a fetched packument.
     async fn store_packument(
         &self,
+        realm: &Realm,
         name: &PackageName,
         body: upstream::PackumentBody,
         share_now: bool,
@@ -291,7 +323,7 @@ impl NpmFrontend {
         let full = self
             .store
             .put_shared(
-                &Self::key(name, KIND_FULL, None)?,
+                &Self::key(realm, name, KIND_FULL, None)?,
                 json(),
                 Body::Bytes(derived.full),
                 share_now,
@@ -300,7 +332,7 @@ impl NpmFrontend {
         let corgi = self
             .store
             .put_shared(
-                &Self::key(name, KIND_CORGI, None)?,
+                &Self::key(realm, name, KIND_CORGI, None)?,
                 json(),
                 Body::Bytes(derived.corgi),
                 share_now,
@@ -316,7 +348,7 @@ impl NpmFrontend {
             corgi_hash: corgi.hash.to_hex(),
             tarballs: derived.tarballs,
         };
-        self.write_index(name, idx, share_now).await
+        self.write_index(realm, name, idx, share_now).await
     }
 
     /// The document (full or abbreviated) of a package whose index is `idx`, rendered for
@@ -324,6 +356,7 @@ impl NpmFrontend {
     /// (evicted), so the caller refreshes.
     pub async fn view(
         &self,
+        realm: &Realm,
         name: &PackageName,
         idx: &PackageIndex,
         corgi: bool,
@@ -338,7 +371,7 @@ impl NpmFrontend {
             return Ok(Some((bytes, hash.clone())));
         }
         let kind = if corgi { KIND_CORGI } else { KIND_FULL };
-        let Some(hit) = self.store.get(&Self::key(name, kind, None)?).await? else {
+        let Some(hit) = self.store.get(&Self::key(realm, name, kind, None)?).await? else {
             return Ok(None);
         };
         let stored_hash = hit.meta.hash.to_hex();
@@ -356,12 +389,19 @@ impl NpmFrontend {
 
     /// The tarball `basename` of `name`: from the cache, or — for the one caller that fetches
     /// it — streaming from the origin while it is verified and stored.
-    pub async fn tarball(&self, name: &PackageName, basename: &str) -> Result<Tarball, NpmError> {
-        let key = Self::key(name, KIND_TARBALL, Some(basename))?;
+    pub async fn tarball(
+        &self,
+        realm: &Realm,
+        name: &PackageName,
+        basename: &str,
+    ) -> Result<Tarball, NpmError> {
+        let key = Self::key(realm, name, KIND_TARBALL, Some(basename))?;
         let mut length = None;
         let filled = self
             .store
-            .get_or_fill(&key, || self.load_tarball(name, basename, &mut length))
+            .get_or_fill(&key, || {
+                self.load_tarball(realm, name, basename, &mut length)
+            })
             .await;
         match filled {
             Ok(Some(Fill::Hit(hit))) => Ok(Tarball::Cached(hit, Outcome::Hit)),
@@ -375,20 +415,21 @@ impl NpmFrontend {
     /// (asking the origin again if the copy does not list it), then fetches it.
     async fn load_tarball(
         &self,
+        realm: &Realm,
         name: &PackageName,
         basename: &str,
         length: &mut Option<u64>,
     ) -> Result<Option<(PutOptions, Body)>, LoadError> {
         let index = async {
-            let (mut idx, _) = self.packument(name, false).await?;
+            let (mut idx, _) = self.packument(realm, name, false).await?;
             if !idx.tarballs.contains_key(basename) {
                 // Maybe published since our copy: ask the origin before saying 404.
-                idx = self.packument(name, true).await?.0;
+                idx = self.packument(realm, name, true).await?.0;
             }
             Ok::<_, NpmError>(idx.tarballs.get(basename).cloned())
         };
         match index.await {
-            Ok(Some(tref)) => self.fetch_tarball(tref, length).await,
+            Ok(Some(tref)) => self.fetch_tarball(realm, name, tref, length).await,
             Ok(None) | Err(NpmError::NotFound) => Ok(None),
             Err(e) => Err(Arc::new(e)),
         }
@@ -396,10 +437,16 @@ impl NpmFrontend {
 
     async fn fetch_tarball(
         &self,
+        realm: &Realm,
+        name: &PackageName,
         tref: packument::TarballRef,
         length: &mut Option<u64>,
     ) -> Result<Option<(PutOptions, Body)>, LoadError> {
-        let resp = match self.upstream.tarball(&tref.url, None).await {
+        // The credential goes to the package's own registry only, never to another host a
+        // packument names.
+        let (base, _) = self.config.upstream_for(name.scope());
+        let auth = realm.auth.as_ref().filter(|_| tref.url.starts_with(&base));
+        let resp = match self.upstream.tarball(&tref.url, auth).await {
             Ok(Fetched::Found(r)) => r,
             Ok(Fetched::NotFound) => return Ok(None),
             Ok(Fetched::NotModified) => {
@@ -423,40 +470,5 @@ impl NpmFrontend {
             ..Default::default()
         };
         Ok(Some((opts, Body::Stream(body))))
-    }
-
-    /// Fetches a packument of a private scope with the client's own credentials; never cached.
-    pub async fn private_packument(
-        &self,
-        name: &PackageName,
-        auth: Option<&HeaderValue>,
-    ) -> Result<packument::Derived, NpmError> {
-        let (base, _) = self.config.upstream_for(name.scope());
-        let url = format!("{base}{}", name.escaped());
-        match self.upstream.packument(&url, None, auth).await? {
-            Fetched::Found(body) => {
-                let n = name.clone();
-                tokio::task::spawn_blocking(move || packument::derive(&n, &body.bytes))
-                    .await
-                    .map_err(|e| NpmError::Internal(e.to_string()))?
-                    .map_err(|e| NpmError::Unavailable(e.to_string()))
-            }
-            Fetched::NotFound | Fetched::NotModified => Err(NpmError::NotFound),
-        }
-    }
-
-    /// Streams a tarball of a private scope with the client's own credentials; never cached.
-    pub async fn private_tarball(
-        &self,
-        name: &PackageName,
-        basename: &str,
-        auth: Option<&HeaderValue>,
-    ) -> Result<reqwest::Response, NpmError> {
-        let (base, _) = self.config.upstream_for(name.scope());
-        let url = format!("{base}{}/-/{basename}", name.as_str());
-        match self.upstream.tarball(&url, auth).await? {
-            Fetched::Found(r) => Ok(r),
-            Fetched::NotFound | Fetched::NotModified => Err(NpmError::NotFound),
-        }
     }
 }

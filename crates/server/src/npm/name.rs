@@ -89,8 +89,13 @@ impl PackageName {
         self.full.rsplit('/').next().unwrap_or(&self.full)
     }
 
-    /// The cache key of one of this package's entries, in the global scope.
-    pub fn key(&self, kind: &str, suffix: Option<&str>) -> Result<CacheKey, BadName> {
+    /// The cache key of one of this package's entries, in `scope`.
+    pub fn key(
+        &self,
+        scope: &Scope,
+        kind: &str,
+        suffix: Option<&str>,
+    ) -> Result<CacheKey, BadName> {
         let base = self.full.replacen('/', "+", 1);
         let name = match suffix {
             Some(s) => format!("{base}~{s}"),
@@ -98,7 +103,7 @@ impl PackageName {
         };
         let kind = Kind::new(kind).map_err(|e| BadName(e.to_string()))?;
         let name = Name::new(&name).map_err(|e| BadName(e.to_string()))?;
-        Ok(CacheKey::new(Scope::Global, kind, name))
+        Ok(CacheKey::new(scope.clone(), kind, name))
     }
 }
 
@@ -236,7 +241,7 @@ mod tests {
         assert_eq!(n.escaped(), "@types%2freact");
         assert_eq!(n.bare(), "react");
         assert_eq!(
-            n.key("npm-tgz", Some("react-18.2.0.tgz"))
+            n.key(&Scope::Global, "npm-tgz", Some("react-18.2.0.tgz"))
                 .unwrap()
                 .to_string(),
             "global/npm-tgz/@types+react~react-18.2.0.tgz"

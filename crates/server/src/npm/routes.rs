@@ -15,14 +15,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use futures::StreamExt;
-use tiercache_core::{ContentHash, EntryMeta};
-use tiercache_store::Body;
+use tiercache_core::{ContentHash, Decision, EntryMeta};
+use tiercache_store::{Action, Body};
 
 use super::error::NpmError;
 use super::name::{NpmPath, PackageName, parse_path};
-use super::packument::{PackageIndex, render};
+use super::packument::PackageIndex;
 use super::stats::{Outcome, Route};
-use super::{NpmFrontend, Tarball};
+use super::{NpmFrontend, Realm, Tarball};
+use crate::error::ApiError;
 use crate::etag;
 use crate::state::AppState;
 
@@ -47,17 +48,15 @@ async fn handle(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> 
     };
     // Public packages are global: any valid caller (or anonymous, if allowed) reads them;
     // a forged or expired token is refused like everywhere else.
-    if let Err(e) = crate::auth::principal(&state, &headers) {
-        return e.into_response();
-    }
-    // With auth on, the bearer is this server's own token: it is never sent upstream.
-    let headers = if state.auth.is_enabled() {
-        let mut h = headers;
-        h.remove(axum::http::header::AUTHORIZATION);
-        h
-    } else {
-        headers
+    let who = match crate::auth::principal(&state, &headers) {
+        Ok(who) => who,
+        Err(e) => return e.into_response(),
     };
+    // In single-user mode the client's Authorization is its credential for private scopes;
+    // with auth on it is this server's own token and is never sent upstream.
+    let mut headers = headers;
+    let client_auth = headers.remove(AUTHORIZATION);
+    let client_auth = client_auth.filter(|_| !state.auth.is_enabled());
     let raw = uri.path().strip_prefix("/npm/").unwrap_or("");
     let path = match parse_path(raw) {
         Ok(p) => p,
@@ -67,24 +66,48 @@ async fn handle(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> 
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    match path {
+    let (name, tarball_name) = match path {
         NpmPath::Special(s) if s == "ping" || s.starts_with("ping?") => {
-            axum::Json(serde_json::json!({})).into_response()
+            return axum::Json(serde_json::json!({})).into_response();
         }
-        NpmPath::Special(s) => NpmError::BadRequest(format!(
-            "/-/{} is not served by this cache",
-            s.chars().take(60).collect::<String>()
-        ))
-        .with_status(StatusCode::NOT_FOUND),
-        // Private scopes bypass the cache entirely.
-        NpmPath::Packument(name) if npm.is_private(&name) => {
-            private_packument(&npm, &name, &headers, &base).await
+        NpmPath::Special(s) => {
+            return NpmError::BadRequest(format!(
+                "/-/{} is not served by this cache",
+                s.chars().take(60).collect::<String>()
+            ))
+            .with_status(StatusCode::NOT_FOUND);
         }
-        NpmPath::Tarball(name, basename) if npm.is_private(&name) => {
-            private_tarball(&npm, &name, &basename, &headers).await
+        NpmPath::Packument(name) => (name, None),
+        NpmPath::Tarball(name, basename) => (name, Some(basename)),
+    };
+    let realm = if npm.is_private(&name) {
+        // A private scope's packages are cached for their requester only.
+        let Some(scope) = who.own_scope() else {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "packages of a private scope need a token: they are cached per user",
+            )
+            .into_response();
+        };
+        let auth = if state.auth.is_enabled() {
+            npm.config().scope_token(name.scope())
+        } else {
+            client_auth
+        };
+        let realm = Realm::private(scope, auth);
+        if let Ok(key) = npm.audit_key(&realm, &name, tarball_name.as_deref()) {
+            state
+                .audit
+                .access(&who, &key, Action::Read, &Decision::Allow)
+                .await;
         }
-        NpmPath::Packument(name) => packument(&npm, &name, &headers, &base).await,
-        NpmPath::Tarball(name, basename) => tarball(&npm, &name, &basename, &headers).await,
+        realm
+    } else {
+        Realm::public()
+    };
+    match tarball_name {
+        None => packument(&npm, &realm, &name, &headers, &base).await,
+        Some(basename) => tarball(&npm, &realm, &name, &basename, &headers).await,
     }
 }
 
@@ -133,18 +156,19 @@ fn wants_corgi(headers: &HeaderMap) -> bool {
 
 async fn packument(
     npm: &Arc<NpmFrontend>,
+    realm: &Realm,
     name: &PackageName,
     headers: &HeaderMap,
     base: &str,
 ) -> Response {
     let corgi = wants_corgi(headers);
     let result = async {
-        let (mut idx, mut outcome) = npm.packument(name, false).await?;
-        let mut doc = npm.view(name, &idx, corgi, base).await?;
+        let (mut idx, mut outcome) = npm.packument(realm, name, false).await?;
+        let mut doc = npm.view(realm, name, &idx, corgi, base).await?;
         if doc.is_none() {
             // The documents were evicted before the index: fetch again.
-            (idx, outcome) = npm.packument(name, true).await?;
-            doc = npm.view(name, &idx, corgi, base).await?;
+            (idx, outcome) = npm.packument(realm, name, true).await?;
+            doc = npm.view(realm, name, &idx, corgi, base).await?;
         }
         let (bytes, hash) = doc.ok_or_else(|| {
             NpmError::Unavailable("the packument could not be stored; try again".into())
@@ -156,7 +180,7 @@ async fn packument(
         Ok(v) => v,
         Err(e) => {
             npm.stats()
-                .record(Route::Packument, error_outcome(&e), name.as_str());
+                .record(Route::Packument, error_outcome(&e), stat_name(realm, name));
             return e.into_response();
         }
     };
@@ -171,14 +195,18 @@ async fn packument(
     if let Some(lm) = idx.last_modified() {
         set(&mut out, LAST_MODIFIED, &lm);
     }
-    set(&mut out, CACHE_CONTROL, "public, max-age=300");
+    set(&mut out, CACHE_CONTROL, visibility(realm, "max-age=300"));
     set(&mut out, VARY, "Accept");
     if not_modified(headers, &tag, &idx) {
-        npm.stats()
-            .record(Route::Packument, Outcome::NotModified, name.as_str());
+        npm.stats().record(
+            Route::Packument,
+            Outcome::NotModified,
+            stat_name(realm, name),
+        );
         return (StatusCode::NOT_MODIFIED, out).into_response();
     }
-    npm.stats().record(Route::Packument, outcome, name.as_str());
+    npm.stats()
+        .record(Route::Packument, outcome, stat_name(realm, name));
     set(&mut out, X_CACHE, &outcome.as_str().to_ascii_uppercase());
     if outcome == Outcome::Stale {
         set(&mut out, WARNING, "110 tiercache \"Response is Stale\"");
@@ -237,27 +265,31 @@ fn set(headers: &mut HeaderMap, name: impl axum::http::header::IntoHeaderName, v
 
 async fn tarball(
     npm: &Arc<NpmFrontend>,
+    realm: &Realm,
     name: &PackageName,
     basename: &str,
     headers: &HeaderMap,
 ) -> Response {
-    let (hit, outcome) = match npm.tarball(name, basename).await {
+    let (hit, outcome) = match npm.tarball(realm, name, basename).await {
         Ok(Tarball::Cached(hit, outcome)) => (hit, outcome),
-        Ok(Tarball::Fetching(body, length)) => return fetching(npm, name, body, length).await,
+        Ok(Tarball::Fetching(body, length)) => {
+            return fetching(npm, realm, name, body, length).await;
+        }
         Err(e) => {
             npm.stats()
-                .record(Route::Tarball, error_outcome(&e), name.as_str());
+                .record(Route::Tarball, error_outcome(&e), stat_name(realm, name));
             return e.into_response();
         }
     };
     let mut out = HeaderMap::new();
-    tarball_headers(&hit.meta, &mut out);
+    tarball_headers(realm, &hit.meta, &mut out);
     if etag::not_modified(headers, &hit.meta) {
         npm.stats()
-            .record(Route::Tarball, Outcome::NotModified, name.as_str());
+            .record(Route::Tarball, Outcome::NotModified, stat_name(realm, name));
         return (StatusCode::NOT_MODIFIED, out).into_response();
     }
-    npm.stats().record(Route::Tarball, outcome, name.as_str());
+    npm.stats()
+        .record(Route::Tarball, outcome, stat_name(realm, name));
     set(&mut out, X_CACHE, &outcome.as_str().to_ascii_uppercase());
     out.insert(CONTENT_LENGTH, HeaderValue::from(hit.meta.size));
     set(&mut out, "x-tiercache-tier", hit.tier.as_str());
@@ -274,6 +306,7 @@ async fn tarball(
 /// arrives, and if it fails at the end the response is cut off rather than completed.
 async fn fetching(
     npm: &Arc<NpmFrontend>,
+    realm: &Realm,
     name: &PackageName,
     mut body: tiercache_store::BodyStream,
     length: Option<u64>,
@@ -286,16 +319,12 @@ async fn fetching(
                 let whole: Bytes = held.concat().into();
                 let mut out = HeaderMap::new();
                 set(&mut out, CONTENT_TYPE, "application/octet-stream");
-                set(
-                    &mut out,
-                    CACHE_CONTROL,
-                    "public, max-age=31536000, immutable",
-                );
+                set(&mut out, CACHE_CONTROL, visibility(realm, IMMUTABLE));
                 set(&mut out, ETAG, &format!("\"{}\"", ContentHash::of(&whole)));
                 set(&mut out, X_CACHE, "MISS");
                 set(&mut out, "x-tiercache-tier", "origin");
                 npm.stats()
-                    .record(Route::Tarball, Outcome::Miss, name.as_str());
+                    .record(Route::Tarball, Outcome::Miss, stat_name(realm, name));
                 return (StatusCode::OK, out, whole).into_response();
             }
             Some(Ok(chunk)) => {
@@ -308,89 +337,50 @@ async fn fetching(
             Some(Err(e)) => {
                 let err = NpmError::from(tiercache_store::StoreError::Body(e));
                 npm.stats()
-                    .record(Route::Tarball, error_outcome(&err), name.as_str());
+                    .record(Route::Tarball, error_outcome(&err), stat_name(realm, name));
                 return err.into_response();
             }
         }
     }
     let mut out = HeaderMap::new();
     set(&mut out, CONTENT_TYPE, "application/octet-stream");
-    set(
-        &mut out,
-        CACHE_CONTROL,
-        "public, max-age=31536000, immutable",
-    );
+    set(&mut out, CACHE_CONTROL, visibility(realm, IMMUTABLE));
     set(&mut out, X_CACHE, "MISS");
     set(&mut out, "x-tiercache-tier", "origin");
     if let Some(len) = length {
         out.insert(CONTENT_LENGTH, HeaderValue::from(len));
     }
     npm.stats()
-        .record(Route::Tarball, Outcome::Miss, name.as_str());
+        .record(Route::Tarball, Outcome::Miss, stat_name(realm, name));
     let rest = futures::stream::iter(held.into_iter().map(Ok)).chain(body);
     (StatusCode::OK, out, HttpBody::from_stream(rest)).into_response()
 }
 
-fn tarball_headers(meta: &EntryMeta, out: &mut HeaderMap) {
+fn tarball_headers(realm: &Realm, meta: &EntryMeta, out: &mut HeaderMap) {
     set(out, CONTENT_TYPE, "application/octet-stream");
     set(out, ETAG, &etag::etag(meta));
-    set(out, CACHE_CONTROL, "public, max-age=31536000, immutable");
+    set(out, CACHE_CONTROL, visibility(realm, IMMUTABLE));
 }
 
-/// A private scope's packument: fetched with the client's credentials, rewritten, never stored.
-async fn private_packument(
-    npm: &Arc<NpmFrontend>,
-    name: &PackageName,
-    headers: &HeaderMap,
-    base: &str,
-) -> Response {
-    match npm
-        .private_packument(name, headers.get(AUTHORIZATION))
-        .await
-    {
-        Ok(d) => {
-            let corgi = wants_corgi(headers);
-            let stored: Bytes = if corgi { d.corgi } else { d.full };
-            let mut out = HeaderMap::new();
-            set(
-                &mut out,
-                CONTENT_TYPE,
-                if corgi { CORGI } else { "application/json" },
-            );
-            set(&mut out, CACHE_CONTROL, "private, no-store");
-            set(&mut out, X_CACHE, "BYPASS");
-            (StatusCode::OK, out, render(&stored, base)).into_response()
-        }
-        Err(e) => e.into_response(),
+/// The name a request is counted under: a private package's name is not shared statistics.
+fn stat_name<'a>(realm: &Realm, name: &'a PackageName) -> &'a str {
+    if realm.is_private() {
+        "(private)"
+    } else {
+        name.as_str()
     }
 }
 
-/// A private scope's tarball: streamed through with the client's credentials, never stored.
-async fn private_tarball(
-    npm: &Arc<NpmFrontend>,
-    name: &PackageName,
-    basename: &str,
-    headers: &HeaderMap,
-) -> Response {
-    match npm
-        .private_tarball(name, basename, headers.get(AUTHORIZATION))
-        .await
-    {
-        Ok(resp) => {
-            let mut out = HeaderMap::new();
-            set(&mut out, CONTENT_TYPE, "application/octet-stream");
-            set(&mut out, CACHE_CONTROL, "private, no-store");
-            set(&mut out, X_CACHE, "BYPASS");
-            if let Some(len) = resp.content_length() {
-                out.insert(CONTENT_LENGTH, HeaderValue::from(len));
-            }
-            (
-                StatusCode::OK,
-                out,
-                HttpBody::from_stream(resp.bytes_stream()),
-            )
-                .into_response()
-        }
-        Err(e) => e.into_response(),
+/// Cache-Control of a published tarball's bytes.
+const IMMUTABLE: &str = "max-age=31536000, immutable";
+
+/// `public` for shared packages, `private` (browsers and clients only, never a CDN) for a
+/// private scope's.
+fn visibility(realm: &Realm, rest: &str) -> &'static str {
+    match (realm.is_private(), rest) {
+        (false, IMMUTABLE) => "public, max-age=31536000, immutable",
+        (true, IMMUTABLE) => "private, max-age=31536000, immutable",
+        (false, _) => "public, max-age=300",
+        (true, _) => "private, max-age=300",
     }
 }
