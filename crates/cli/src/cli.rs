@@ -50,6 +50,9 @@ pub struct StatsArgs {
     /// Print the raw JSON of /admin/stats instead of the summary.
     #[arg(long)]
     pub json: bool,
+    /// An admin token (needed when the server has an auth secret).
+    #[arg(long, env = "TIERCACHE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// Flags of `tiercache audit`: from a data directory (default), or a server's /admin/audit.

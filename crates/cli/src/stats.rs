@@ -103,7 +103,7 @@ pub fn run(args: StatsArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let body = runtime.block_on(fetch(&base))?;
+    let body = runtime.block_on(fetch(&base, args.token.as_deref()))?;
     if args.json {
         let text = String::from_utf8_lossy(&body);
         return crate::stdout::print(&format!("{}\n", text.trim_end()));
@@ -113,15 +113,15 @@ pub fn run(args: StatsArgs) -> anyhow::Result<()> {
     crate::stdout::print(&render(&stats))
 }
 
-async fn fetch(base: &str) -> anyhow::Result<Vec<u8>> {
+async fn fetch(base: &str, token: Option<&str>) -> anyhow::Result<Vec<u8>> {
     let url = format!("{base}/admin/stats");
     let client = http::client(Duration::from_secs(30))?;
     let fail = |why: String| anyhow!("cannot read stats from {url}: {why}");
-    let resp = client
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| fail(http::explain(&e)))?;
+    let mut req = client.get(&url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.map_err(|e| fail(http::explain(&e)))?;
     let status = resp.status();
     let body = resp.bytes().await.map_err(|e| fail(http::explain(&e)))?;
     if !status.is_success() {

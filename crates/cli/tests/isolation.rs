@@ -185,6 +185,16 @@ async fn build_artifacts_stay_with_their_user_and_team() {
     assert_eq!(call(M::GET, &list, Some(&bob), b"").await.0, 403);
     let admin = token(SECRET, &["--user", "ops", "--role", "admin"]);
     assert_eq!(call(M::GET, &list, Some(&admin), b"").await.0, 200);
+    // Nor read the operator's statistics (which name what everyone fetches).
+    let stats = srv.url("/admin/stats");
+    assert_eq!(call(M::GET, &stats, Some(&bob), b"").await.0, 403);
+    assert_eq!(call(M::GET, &stats, None, b"").await.0, 401);
+    assert_eq!(call(M::GET, &stats, Some(&admin), b"").await.0, 200);
+    let out = Command::new(env!("CARGO_BIN_EXE_tiercache"))
+        .args(["stats", "--server", &srv.base, "--token", &admin])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
     // A team the token does not allow is refused outright.
     assert_eq!(call(M::GET, &art("web"), Some(&mallory), b"").await.0, 403);
     assert_eq!(call(M::PUT, &art("web"), Some(&mallory), b"x").await.0, 403);

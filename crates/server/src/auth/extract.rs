@@ -264,6 +264,25 @@ pub fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principal, Api
     Ok(state.auth.caller(headers)?.principal)
 }
 
+/// The principal of a request to an operator's endpoint (`what` names it): 401 without
+/// valid credentials, 403 for anyone but an admin.
+pub fn admin(state: &AppState, headers: &HeaderMap, what: &str) -> Result<Principal, ApiError> {
+    let who = principal(state, headers)?;
+    if who.is_admin() {
+        Ok(who)
+    } else if who.user.is_none() {
+        Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            format!("{what} needs an admin token"),
+        ))
+    } else {
+        Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            format!("{what} is for admins only"),
+        ))
+    }
+}
+
 /// Who is calling the build cache (JWTs and the static build tokens), or the refusal in
 /// turbo's error shape.
 pub fn build_caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, TurboError> {

@@ -21,7 +21,7 @@ pub mod token;
 use std::time::Duration;
 
 pub use claims::Claims;
-pub use extract::{AuthError, Caller, Credential, Teams, build_caller, caller, principal};
+pub use extract::{AuthError, Caller, Credential, Teams, admin, build_caller, caller, principal};
 pub use token::{AuthSecret, MIN_SECRET_BYTES, SecretError, TokenError, TokenKeys};
 
 /// Default allowance for clocks that disagree when checking `exp`.

@@ -6,6 +6,7 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::routing::get;
 use serde_json::{Value, json};
 use tiercache_store::StatsSnapshot;
@@ -39,7 +40,9 @@ fn tier(s: StatsSnapshot) -> Value {
     })
 }
 
-async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn stats(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    // What the cache holds and who fetches what: for the operator (everyone, single-user).
+    crate::auth::admin(&state, &headers, "/admin/stats")?;
     let store = &state.store;
     let (l1, l2) = (store.l1().stats().snapshot(), store.l2().stats().snapshot());
     let kinds = store.l2().usage_by_kind().await?;

@@ -38,15 +38,7 @@ pub struct AuditParams {
 
 /// The caller, if it is an admin; the one place the admin check for this route lives.
 pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let who = crate::auth::principal(state, headers)?;
-    if who.is_admin() {
-        Ok(who)
-    } else {
-        Err(ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "the audit log is for admins only",
-        ))
-    }
+    crate::auth::admin(state, headers, "the audit log")
 }
 
 /// Validates the query string into a filter (a 400 with the reason otherwise).
