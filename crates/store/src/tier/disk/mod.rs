@@ -14,6 +14,7 @@ mod list;
 mod maintenance;
 mod read;
 mod recovery;
+mod writer;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -24,7 +25,6 @@ use bytes::Bytes;
 use futures::StreamExt;
 use redb::{Database, ReadableDatabase};
 use tiercache_core::{CacheKey, ContentHash, ContentHasher, EntryMeta, PutOptions};
-use tokio::io::AsyncWriteExt;
 use tracing::{info, warn};
 
 use crate::body::{BodyStream, Hit};
@@ -33,6 +33,7 @@ use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::stats::{TierName, TierStats};
 use blobs::{BlobDir, TempFile};
+use writer::BlobWriter;
 use index::{ENTRIES, Record, Tables, Unreferenced};
 
 pub use blobs::Lease;
@@ -205,27 +206,23 @@ impl DiskTier {
         meta_for: impl FnOnce(u64, ContentHash) -> Result<EntryMeta, StoreError>,
     ) -> Result<(EntryMeta, Option<Bytes>), StoreError> {
         let t0 = Instant::now();
-        let mut temp = self.inner.dir.temp()?;
-        let mut file = tokio::fs::File::from_std(temp.take_file()?);
+        let temp = self.inner.dir.temp()?;
+        let mut writer = BlobWriter::start(temp, self.inner.dir.syncs())?;
         let mut hasher = ContentHasher::new();
         let mut kept: Option<Vec<u8>> = Some(Vec::new());
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(StoreError::Body)?;
+            // Hashed here while the writer thread writes the previous chunks.
             hasher.update(&chunk);
             self.check_size(hasher.len())?;
-            file.write_all(&chunk).await?;
             if hasher.len() > keep_bytes {
                 kept = None;
             } else if let Some(k) = kept.as_mut() {
                 k.extend_from_slice(&chunk);
             }
+            writer.write(chunk).await?;
         }
-        if self.inner.dir.syncs() {
-            file.sync_all().await?;
-        } else {
-            file.flush().await?;
-        }
-        temp.restore(file.into_std().await);
+        let temp = writer.finish().await?;
         let meta = meta_for(hasher.len(), hasher.finish())?;
         let inner = self.inner.clone();
         let k = key.to_string();
