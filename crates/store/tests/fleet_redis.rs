@@ -362,5 +362,16 @@ async fn a_three_master_cluster_shares_counters_and_the_lock() {
         b.try_lock("cluster/lock").await,
         LockAttempt::Acquired(_)
     ));
+
+    // Promotion witnesses: a set per artifact, counted across nodes.
+    let ttl = Duration::from_secs(60);
+    assert_eq!(
+        a.set_add("w:x", "alice", ttl, 8).await.expect("add"),
+        ["alice"]
+    );
+    a.set_add("w:x", "alice", ttl, 8).await.expect("add again");
+    let mut both = b.set_add("w:x", "bob", ttl, 8).await.expect("add");
+    both.sort();
+    assert_eq!(both, ["alice", "bob"]);
     assert_eq!(a.health().status, FleetStatus::Ok);
 }

@@ -19,9 +19,10 @@ impl Fleet {
     ) -> Result<Vec<String>, FleetError> {
         let key = format!("{}{name}", self.inner.cfg.key_prefix);
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        // Not MULTI: a cluster routes each command; two concurrent adders may both see the
+        // full set, which is fine for a count that only ever grows.
         let mut pipe = redis::pipe();
-        pipe.atomic()
-            .sadd(&key, member)
+        pipe.sadd(&key, member)
             .ignore()
             .pexpire(&key, i64::try_from(ttl_ms).unwrap_or(i64::MAX))
             .ignore()

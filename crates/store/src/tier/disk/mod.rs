@@ -33,8 +33,8 @@ use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::stats::{TierName, TierStats};
 use blobs::{BlobDir, TempFile};
-use writer::BlobWriter;
 use index::{ENTRIES, Record, Tables, Unreferenced};
+use writer::BlobWriter;
 
 pub use blobs::Lease;
 

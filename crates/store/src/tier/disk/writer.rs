@@ -111,12 +111,7 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
     // sync_file_range only reads its integer arguments. Failure is harmless: the final
     // fsync writes whatever this did not start.
     unsafe {
-        libc::sync_file_range(
-            file.as_raw_fd(),
-            offset,
-            len,
-            libc::SYNC_FILE_RANGE_WRITE,
-        );
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 
