@@ -39,6 +39,8 @@ pub enum Command {
     Scan(crate::scan::ScanArgs),
     /// Issue and inspect signed tokens (needs the server's TIERCACHE_AUTH_SECRET).
     Token(crate::token::TokenArgs),
+    /// Warm, restore and list template caches ([[templates]] in the config file).
+    Template(crate::template::args::TemplateArgs),
 }
 
 /// Flags of `tiercache stats`.

@@ -44,6 +44,9 @@ pub struct FileConfig {
     pub auth: AuthFile,
     #[serde(default)]
     pub sharing: SharingFile,
+    /// `[[templates]]`: template caches for `tiercache template` (checked by `serve` too).
+    #[serde(default)]
+    pub templates: Vec<crate::template::config::TemplateFile>,
 }
 
 /// The `[sharing]` section of the file: when user uploads become shared.
@@ -304,7 +307,8 @@ pub fn token_secret(config: Option<&Path>) -> anyhow::Result<AuthSecret> {
     })
 }
 
-fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
+/// Reads and parses the TOML file at `path` (no defaults applied), for every command.
+pub fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
@@ -317,6 +321,9 @@ impl ServeConfig {
             Some(p) => load_file(p)?,
             None => FileConfig::default(),
         };
+        if let Some(p) = &args.config {
+            crate::template::config::resolve(&file.templates, p)?;
+        }
         let listen = args
             .listen
             .or(file.listen)

@@ -22,12 +22,29 @@ pub fn server_base(url: &str) -> anyhow::Result<String> {
 
 /// The HTTP client: HTTPS through rustls (ring), a connect timeout, and `timeout` per request.
 pub fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    client_with_token(timeout, None)
+}
+
+/// As [`client`], sending `Authorization: Bearer <token>` on every request when a token
+/// is given (for servers with auth on).
+pub fn client_with_token(
+    timeout: Duration,
+    token: Option<&str>,
+) -> anyhow::Result<reqwest::Client> {
     // One TLS provider per process; a second install (already done) is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = token.map(str::trim).filter(|t| !t.is_empty()) {
+        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+            .map_err(|_| anyhow::anyhow!("the token contains characters a header cannot hold"))?;
+        v.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
     Ok(reqwest::Client::builder()
         .user_agent(concat!("tiercache/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10))
         .timeout(timeout)
+        .default_headers(headers)
         .build()?)
 }
 

@@ -11,6 +11,7 @@ mod scan;
 mod serve;
 mod stats;
 mod stdout;
+mod template;
 mod token;
 
 use clap::Parser;
@@ -36,6 +37,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::TurboConfig(args) => build::turbo::run(args).map(success),
         cli::Command::Scan(args) => scan::run(args),
         cli::Command::Token(args) => token::run(args),
+        cli::Command::Template(args) => template::run(args),
     };
     match result {
         Ok(code) => code,

@@ -3,7 +3,7 @@
 //! dependency closure too. What to fetch is decided in `prewarm/plan.rs`; this file does
 //! the requests, a bounded number at a time, and reports.
 
-mod plan;
+pub mod plan;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
@@ -75,7 +75,7 @@ fn npm(args: PrewarmNpmArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let report = runtime.block_on(prewarm(&base, specs, args.deps))?;
+    let report = runtime.block_on(prewarm(&base, specs, args.deps, None))?;
     crate::stdout::print(&report.render())?;
     if !report.failures.is_empty() {
         bail!(
@@ -200,9 +200,16 @@ impl Progress {
     }
 }
 
-async fn prewarm(base: &str, specs: Vec<Spec>, deps: bool) -> anyhow::Result<Report> {
+/// Fetches `specs` (with `deps`, their closure) through the npm proxy at `base`, sending
+/// `token` as a bearer if given; shared by `prewarm npm` and `template warm`.
+pub async fn prewarm(
+    base: &str,
+    specs: Vec<Spec>,
+    deps: bool,
+    token: Option<&str>,
+) -> anyhow::Result<Report> {
     // Generous: a cold tarball of tens of MiB comes through the origin first.
-    let client = http::client(Duration::from_secs(300))?;
+    let client = http::client_with_token(Duration::from_secs(300), token)?;
     ping(&client, base).await?;
     let progress = Progress::new();
     let mut planner = Planner::new(deps);

@@ -61,7 +61,7 @@ pub enum Fetched {
 }
 
 /// An HTTP client that gives up on a silent server but not on a long transfer.
-fn client(connect: Duration) -> anyhow::Result<reqwest::Client> {
+pub fn client(connect: Duration) -> anyhow::Result<reqwest::Client> {
     // One TLS provider per process; a second install (already done) is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     Ok(reqwest::Client::builder()
@@ -157,25 +157,13 @@ impl Remote {
     pub async fn put(&self, key: &str, path: &Path, duration_ms: u64) -> anyhow::Result<()> {
         let url = self.url(key);
         let fail = |why: String| anyhow!("cannot upload to {url}: {why}");
-        let file = tokio::fs::File::open(path)
-            .await
-            .with_context(|| format!("opening {}", path.display()))?;
-        let len = file.metadata().await?.len();
-        let progress = bar(Some(len), "uploading");
-        let counted = progress.clone();
-        let stream =
-            tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).map(move |chunk| {
-                if let Ok(c) = &chunk {
-                    counted.inc(c.len() as u64);
-                }
-                chunk
-            });
+        let (body, len, progress) = file_body(path).await?;
         let req = self
             .auth(self.client.put(&url))
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .header(reqwest::header::CONTENT_LENGTH, len)
             .header("x-artifact-duration", duration_ms)
-            .body(reqwest::Body::wrap_stream(stream));
+            .body(body);
         let result = req.send().await;
         progress.finish_and_clear();
         let resp = result.map_err(|e| {
@@ -214,31 +202,55 @@ impl Remote {
             let body = resp.bytes().await.unwrap_or_default();
             return Err(fail(http::explain_status(status, &body)));
         }
-        let declared = resp.content_length();
-        let progress = bar(declared, "downloading");
-        let mut out = tokio::fs::File::create(dest)
+        let seen = body_to_file(resp, dest)
             .await
-            .with_context(|| format!("creating {}", dest.display()))?;
-        let mut body = resp.bytes_stream();
-        let mut seen = 0u64;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| fail(http::explain(&e)))?;
-            out.write_all(&chunk)
-                .await
-                .with_context(|| format!("writing {}", dest.display()))?;
-            seen += chunk.len() as u64;
-            progress.inc(chunk.len() as u64);
-        }
-        out.flush().await?;
-        progress.finish_and_clear();
-        if declared.is_some_and(|d| d != seen) {
-            return Err(fail(format!(
-                "the body ended after {seen} of {} bytes",
-                declared.unwrap_or(0)
-            )));
-        }
+            .with_context(|| format!("cannot download {url}"))?;
         Ok(Fetched::Hit(seen))
     }
+}
+
+/// The file at `path` as a streamed request body that advances a byte progress bar; with
+/// its length (for `Content-Length`) and the bar (to clear once the request is answered).
+pub async fn file_body(path: &Path) -> anyhow::Result<(reqwest::Body, u64, ProgressBar)> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    let len = file.metadata().await?.len();
+    let progress = bar(Some(len), "uploading");
+    let counted = progress.clone();
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).map(move |chunk| {
+        if let Ok(c) = &chunk {
+            counted.inc(c.len() as u64);
+        }
+        chunk
+    });
+    Ok((reqwest::Body::wrap_stream(stream), len, progress))
+}
+
+/// Streams a successful response's body into a new file `dest` with a byte progress bar;
+/// returns the bytes written, or an error if the body ends short of its `Content-Length`.
+pub async fn body_to_file(resp: reqwest::Response, dest: &Path) -> anyhow::Result<u64> {
+    let declared = resp.content_length();
+    let progress = bar(declared, "downloading");
+    let mut out = tokio::fs::File::create(dest)
+        .await
+        .with_context(|| format!("creating {}", dest.display()))?;
+    let mut body = resp.bytes_stream();
+    let mut seen = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| anyhow!(http::explain(&e)))?;
+        out.write_all(&chunk)
+            .await
+            .with_context(|| format!("writing {}", dest.display()))?;
+        seen += chunk.len() as u64;
+        progress.inc(chunk.len() as u64);
+    }
+    out.flush().await?;
+    progress.finish_and_clear();
+    if let Some(d) = declared.filter(|d| *d != seen) {
+        bail!("the body ended after {seen} of {d} bytes");
+    }
+    Ok(seen)
 }
 
 /// `GET /admin/build/artifacts[?team=T]`: the server's JSON listing.
