@@ -129,6 +129,9 @@ pub struct PrewarmNpmArgs {
     /// The tiercache server to fill.
     #[arg(long, env = "TIERCACHE_SERVER", default_value = crate::http::DEFAULT_SERVER)]
     pub server: String,
+    /// A token, for a server with an auth secret and anonymous reads turned off.
+    #[arg(long, env = "TIERCACHE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// Flags of `tiercache serve` for the shared tier and the fleet; unset = the config file's.

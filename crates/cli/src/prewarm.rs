@@ -75,7 +75,7 @@ fn npm(args: PrewarmNpmArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let report = runtime.block_on(prewarm(&base, specs, args.deps, None))?;
+    let report = runtime.block_on(prewarm(&base, specs, args.deps, args.token.as_deref()))?;
     crate::stdout::print(&report.render())?;
     if !report.failures.is_empty() {
         bail!(

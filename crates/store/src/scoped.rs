@@ -78,6 +78,12 @@ impl<'a> Scoped<'a> {
         self.store.head(key).await
     }
 
+    /// Whether [`Scoped::put`] to `key` will be refused outright (so a front-end can read
+    /// the client's body before answering, instead of resetting the connection).
+    pub fn refuses_write(&self, key: &CacheKey) -> bool {
+        !self.who.may_write(key.scope()).allowed()
+    }
+
     /// Stores the entry if the principal may write `key`'s scope.
     pub async fn put(
         &self,

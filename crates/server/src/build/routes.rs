@@ -195,6 +195,7 @@ async fn put_artifact(
 ) -> Result<Response, TurboError> {
     let (build, who, team) = checked(&state, &headers, &params)?;
     if who.read_only {
+        upload::drain(body).await;
         return Err(TurboError::forbidden(
             "this token may only read from the cache",
         ));

@@ -190,8 +190,14 @@ async fn put_object(
         upload::drain(body).await;
         return Err(too_large());
     }
-    let body = Body::Stream(upload::limited(body, state.max_body_bytes));
     let store = state.store.scoped(&who).audited(&state.audit);
+    let body = if store.refuses_write(&key) {
+        // Refused below (and audited); read the body first so the client sees the 403.
+        upload::drain(body).await;
+        Body::Bytes(bytes::Bytes::new())
+    } else {
+        Body::Stream(upload::limited(body, state.max_body_bytes))
+    };
     let meta = match store.put(&key, opts, body).await {
         Ok(meta) => meta,
         Err(e) if upload::over_limit(&e) => return Err(too_large()),
