@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fleet;
+pub mod leakage;
 pub mod scoped;
 pub mod screen;
 mod shared;
