@@ -37,6 +37,8 @@ pub enum Command {
     TurboConfig(crate::build::args::TurboConfigArgs),
     /// Look for secrets (keys, tokens, private keys, .env files) in files, directories and archives.
     Scan(crate::scan::ScanArgs),
+    /// Scan a running server's template and global scopes for secrets and personal data; quarantine findings.
+    ScanShared(crate::scan_shared::ScanSharedArgs),
     /// Issue and inspect signed tokens (needs the server's TIERCACHE_AUTH_SECRET).
     Token(crate::token::TokenArgs),
     /// Warm, restore and list template caches ([[templates]] in the config file).

@@ -47,6 +47,8 @@ pub struct FileConfig {
     /// `[[templates]]`: template caches for `tiercache template` (checked by `serve` too).
     #[serde(default)]
     pub templates: Vec<crate::template::config::TemplateFile>,
+    #[serde(default)]
+    pub leakage: LeakageFile,
 }
 
 /// The `[sharing]` section of the file: when user uploads become shared.
@@ -56,6 +58,32 @@ pub struct SharingFile {
     /// Distinct users of a template whose byte-identical build artifacts promote them to the
     /// template's scope (default 2; 0 = never).
     pub promote_after: Option<u32>,
+}
+
+/// The `[leakage] interval` of the file: how often the shared scopes are scanned.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeakageFile {
+    /// A duration (`24h`), or `0`/`off` for no periodic scan.
+    pub interval: Option<String>,
+}
+
+/// How often `serve` scans the shared scopes unless told otherwise.
+pub const DEFAULT_LEAKAGE_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+/// `[leakage] interval`: `None` when off.
+fn resolve_leakage(file: LeakageFile) -> anyhow::Result<Option<Duration>> {
+    match file.interval.as_deref().map(str::trim) {
+        None => Ok(Some(DEFAULT_LEAKAGE_INTERVAL)),
+        Some("0" | "off" | "false" | "none") => Ok(None),
+        Some(s) => {
+            let d = duration("leakage interval", s)?;
+            if d < Duration::from_secs(1) {
+                bail!("leakage.interval must be at least 1s (or \"off\")");
+            }
+            Ok(Some(d))
+        }
+    }
 }
 
 /// The `[auth]` section of the file: signed tokens. `Debug` never shows the secret.
@@ -176,6 +204,8 @@ pub struct ServeConfig {
     pub auth: AuthConfig,
     /// Serve without a secret on a non-loopback address anyway.
     pub insecure_no_auth: bool,
+    /// How often the shared scopes are scanned for leakage; `None` = never on its own.
+    pub leakage_interval: Option<Duration>,
 }
 
 fn size(what: &str, s: &str) -> anyhow::Result<u64> {
@@ -394,6 +424,7 @@ impl ServeConfig {
         let npm = resolve_npm(file.npm, upstream, public_url)?;
         let build = resolve_build(file.build, &store)?;
         let auth = resolve_auth(file.auth, args.auth_anonymous_reads)?;
+        let leakage_interval = resolve_leakage(file.leakage)?;
         Ok(ServeConfig {
             listen,
             store,
@@ -401,6 +432,7 @@ impl ServeConfig {
             build,
             auth,
             insecure_no_auth: args.insecure_no_auth,
+            leakage_interval,
         })
     }
 }
@@ -572,6 +604,33 @@ mod tests {
         };
         let e = ServeConfig::resolve(args).unwrap_err().to_string();
         assert!(e.contains("audit.max_file"), "{e}");
+    }
+
+    #[test]
+    fn the_leakage_interval_defaults_to_a_day_and_turns_off() {
+        let c = ServeConfig::resolve(ServeArgs::default()).unwrap();
+        assert_eq!(c.leakage_interval, Some(DEFAULT_LEAKAGE_INTERVAL));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        for (text, want) in [
+            ("6h", Some(Duration::from_secs(6 * 3600))),
+            ("off", None),
+            ("0", None),
+        ] {
+            std::fs::write(&path, format!("[leakage]\ninterval = \"{text}\"\n")).unwrap();
+            let args = ServeArgs {
+                config: Some(path.clone()),
+                ..Default::default()
+            };
+            assert_eq!(ServeConfig::resolve(args).unwrap().leakage_interval, want);
+        }
+        std::fs::write(&path, "[leakage]\ninterval = \"soon\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let e = ServeConfig::resolve(args).unwrap_err().to_string();
+        assert!(e.contains("leakage interval"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod http;
 mod npmrc;
 mod prewarm;
 mod scan;
+mod scan_shared;
 mod serve;
 mod stats;
 mod stdout;
@@ -36,6 +37,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Build(args) => build::run(args),
         cli::Command::TurboConfig(args) => build::turbo::run(args).map(success),
         cli::Command::Scan(args) => scan::run(args),
+        cli::Command::ScanShared(args) => scan_shared::run(args),
         cli::Command::Token(args) => token::run(args),
         cli::Command::Template(args) => template::run(args),
     };

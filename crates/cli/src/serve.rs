@@ -9,6 +9,7 @@ use tiercache_server::auth::Auth;
 use tiercache_server::build::BuildFrontend;
 use tiercache_server::npm::NpmFrontend;
 use tiercache_store::TieredStore;
+use tiercache_store::leakage::Leakage;
 use tracing::{info, warn};
 
 use crate::cli::ServeArgs;
@@ -39,9 +40,18 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             config.store.data_dir.display()
         )
     })?;
-    let audit = tiercache_store::AuditLog::open_for(&config.store)
-        .await
-        .context("opening the audit log")?;
+    let audit = Arc::new(
+        tiercache_store::AuditLog::open_for(&config.store)
+            .await
+            .context("opening the audit log")?,
+    );
+    let leakage = Arc::new(
+        Leakage::open(store.clone(), audit.clone(), &config.store.data_dir)
+            .await
+            .context("opening the leakage scan's state")?,
+    );
+    // Runs until the server stops (dropped at the end of this function).
+    let _leakage_job = config.leakage_interval.map(|i| leakage.spawn_periodic(i));
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -70,7 +80,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         npm,
         build: Arc::new(build),
         auth: Arc::new(auth),
-        audit: Arc::new(audit),
+        audit,
+        leakage,
     };
     tiercache_server::serve(listener, state, shutdown_signal()).await?;
     info!("tiercache stopped cleanly");

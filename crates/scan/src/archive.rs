@@ -5,6 +5,7 @@
 
 use std::io::{self, Cursor, Read};
 
+use crate::leak;
 use crate::text;
 use crate::{Limits, ScanError, ScanReport, Skipped};
 
@@ -52,6 +53,8 @@ pub(crate) fn read_head(reader: &mut impl Read, n: usize) -> io::Result<Vec<u8>>
 pub(crate) struct Walk<'a> {
     pub compiled: &'a text::Compiled,
     pub limits: &'a Limits,
+    /// The opt-in leakage rules, run on every text file after the secret rules.
+    pub leakage: Option<&'a leak::Compiled>,
     pub report: ScanReport,
     /// Bytes of each path's start that are above the scanned root (not judged by the rules).
     pub rel_offset: usize,
@@ -61,10 +64,15 @@ pub(crate) struct Walk<'a> {
 }
 
 impl<'a> Walk<'a> {
-    pub fn new(compiled: &'a text::Compiled, limits: &'a Limits) -> Self {
+    pub fn new(
+        compiled: &'a text::Compiled,
+        limits: &'a Limits,
+        leakage: Option<&'a leak::Compiled>,
+    ) -> Self {
         Self {
             compiled,
             limits,
+            leakage,
             report: ScanReport::default(),
             rel_offset: 0,
             total: 0,
@@ -209,6 +217,13 @@ impl<'a> Walk<'a> {
         self.report
             .findings
             .extend(text::scan(self.compiled, path, rel, bytes));
+        if let Some(leakage) = self.leakage
+            && !text::is_binary(bytes)
+        {
+            self.report
+                .findings
+                .extend(leak::scan(leakage, path, rel, bytes));
+        }
         Ok(())
     }
 

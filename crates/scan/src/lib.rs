@@ -23,6 +23,7 @@ pub mod allow;
 pub mod archive;
 pub mod entropy;
 pub mod finding;
+pub mod leak;
 pub mod paths;
 pub mod rules;
 pub mod shapes;
@@ -33,6 +34,7 @@ use std::path::Path;
 
 pub use archive::ArchiveKind;
 pub use finding::Finding;
+pub use leak::LeakageRules;
 
 /// Why a scan could not complete; a caller must treat the content as not cleared.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +137,8 @@ impl Default for Limits {
 pub struct Scanner {
     compiled: text::Compiled,
     limits: Limits,
+    /// The opt-in leakage rules (emails, user ids); `None` for secrets only.
+    leakage: Option<leak::Compiled>,
 }
 
 impl Scanner {
@@ -148,7 +152,15 @@ impl Scanner {
         Ok(Self {
             compiled: text::Compiled::new()?,
             limits,
+            leakage: None,
         })
+    }
+
+    /// The same scanner, also reporting personal data by the leakage `rules` (see [`leak`]):
+    /// for scanning what already sits in a shared scope. Screening on write does not use them.
+    pub fn with_leakage(mut self, rules: &LeakageRules) -> Result<Self, ScanError> {
+        self.leakage = Some(leak::Compiled::new(rules)?);
+        Ok(self)
     }
 
     /// The limits this scanner applies.
@@ -159,13 +171,19 @@ impl Scanner {
     /// Scans one file's contents (not unpacking archives); `path` drives the path rules and
     /// appears in the findings.
     pub fn scan_bytes(&self, path: &str, bytes: &[u8]) -> Vec<Finding> {
-        text::scan(&self.compiled, path, path, bytes)
+        let mut findings = text::scan(&self.compiled, path, path, bytes);
+        if let Some(leakage) = &self.leakage
+            && !text::is_binary(bytes)
+        {
+            findings.extend(leak::scan(leakage, path, path, bytes));
+        }
+        findings
     }
 
     /// Scans a stream: an archive (detected by magic bytes, then name) is walked entry by
     /// entry, anything else is read up to the per-file limit and scanned as one file.
     pub fn scan_reader(&self, path: &str, reader: impl Read) -> Result<ScanReport, ScanError> {
-        let mut walk = archive::Walk::new(&self.compiled, &self.limits);
+        let mut walk = archive::Walk::new(&self.compiled, &self.limits, self.leakage.as_ref());
         walk.reader(path, reader, 0)?;
         Ok(walk.report)
     }
@@ -178,7 +196,7 @@ impl Scanner {
         reader: impl Read,
         kind: ArchiveKind,
     ) -> Result<ScanReport, ScanError> {
-        let mut walk = archive::Walk::new(&self.compiled, &self.limits);
+        let mut walk = archive::Walk::new(&self.compiled, &self.limits, self.leakage.as_ref());
         walk.archive(name, reader, kind, 0)?;
         Ok(walk.report)
     }
@@ -187,7 +205,7 @@ impl Scanner {
     /// in sorted order). A file that cannot be read is reported as skipped; a missing `path`
     /// is an error.
     pub fn scan_path(&self, path: &Path) -> Result<ScanReport, ScanError> {
-        let mut walk = archive::Walk::new(&self.compiled, &self.limits);
+        let mut walk = archive::Walk::new(&self.compiled, &self.limits, self.leakage.as_ref());
         let meta = std::fs::symlink_metadata(path).map_err(|source| ScanError::Io {
             path: path.display().to_string(),
             source,

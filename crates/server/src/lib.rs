@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::health::routes())
         .merge(routes::admin::routes())
         .merge(routes::audit::routes())
+        .merge(routes::leakage::routes())
         .merge(routes::objects::routes())
         .merge(npm::routes::routes())
         .merge(build::routes::routes())

@@ -20,6 +20,8 @@ pub struct AppState {
     pub npm: Option<Arc<crate::npm::NpmFrontend>>,
     /// The audit log (`<data_dir>/audit/`); `AuditLog::disabled()` where nothing is kept.
     pub audit: Arc<tiercache_store::AuditLog>,
+    /// The leakage scan of the shared scopes and its quarantine (admin endpoints).
+    pub leakage: Arc<tiercache_store::leakage::Leakage>,
     /// Who is asking: signed tokens, or single-user mode without a secret.
     pub auth: Arc<crate::auth::Auth>,
 }

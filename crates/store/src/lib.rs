@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fleet;
+pub mod leakage;
 pub mod promotion;
 pub mod scoped;
 pub mod screen;

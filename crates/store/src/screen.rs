@@ -27,9 +27,19 @@ static SCANNER: LazyLock<Result<Scanner, String>> =
 pub struct Sensitive(pub String);
 
 /// Reads the chunks a stream hands over, for the scanner's blocking thread.
-struct ChannelReader {
+pub(crate) struct ChannelReader {
     rx: mpsc::Receiver<Bytes>,
     current: Bytes,
+}
+
+impl ChannelReader {
+    /// A reader of the chunks sent to `rx`; it ends when every sender is gone.
+    pub(crate) fn new(rx: mpsc::Receiver<Bytes>) -> Self {
+        ChannelReader {
+            rx,
+            current: Bytes::new(),
+        }
+    }
 }
 
 impl Read for ChannelReader {
@@ -77,10 +87,7 @@ pub async fn check_bytes(name: String, bytes: Bytes) -> Result<(), Sensitive> {
 pub fn screened(name: String, mut body: BodyStream) -> BodyStream {
     let (scan_tx, scan_rx) = mpsc::channel::<Bytes>(DEPTH);
     let scan = tokio::task::spawn_blocking(move || {
-        let mut reader = ChannelReader {
-            rx: scan_rx,
-            current: Bytes::new(),
-        };
+        let mut reader = ChannelReader::new(scan_rx);
         let result = verdict(&name, &mut reader);
         // Drain whatever the scanner did not need, so the sender never waits on it.
         let _ = io::copy(&mut reader, &mut io::sink());

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use log::{AuditLog, AuditStats};
-pub use query::{AuditFilter, parse_since, read_dir};
+pub use query::{AuditFilter, parse_since, read_dir, user_principals};
 pub use record::{ANONYMOUS, Action, AuditRecord, Verdict, audited, principal_name};
 
 /// The log's directory inside a data directory.

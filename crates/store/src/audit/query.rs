@@ -1,7 +1,7 @@
 //! Reading the log: the rotated files oldest first, then `current.jsonl`; lines that do not
 //! parse (a line torn by a crash, or being written right now) are skipped.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -84,6 +84,51 @@ pub(super) fn list_rotated(dir: &Path) -> io::Result<Vec<Rotated>> {
 /// has no records. Safe while a server writes the log: `current.jsonl` is opened before the
 /// rotated files are listed, and a rotated file that is the same file is skipped.
 pub fn read_dir(dir: &Path, filter: &AuditFilter) -> Result<Vec<AuditRecord>, AuditError> {
+    let mut out = VecDeque::new();
+    if filter.limit == 0 {
+        return Ok(Vec::new());
+    }
+    visit(dir, filter.since_ms, |line| {
+        let Ok(rec) = serde_json::from_slice::<AuditRecord>(line) else {
+            return;
+        };
+        if filter.matches(&rec) {
+            if out.len() == filter.limit {
+                out.pop_front();
+            }
+            out.push_back(rec);
+        }
+    })?;
+    Ok(out.into())
+}
+
+/// The ids of every user-role principal in the log in `dir` (the server's users, as far as
+/// the log has seen them), for the leakage scan; anonymous callers, warmers and admins are
+/// left out.
+pub fn user_principals(dir: &Path) -> Result<BTreeSet<String>, AuditError> {
+    #[derive(serde::Deserialize)]
+    struct Who {
+        principal: String,
+        role: tiercache_core::Role,
+    }
+    let mut out = BTreeSet::new();
+    visit(dir, None, |line| {
+        if let Ok(who) = serde_json::from_slice::<Who>(line)
+            && who.role == tiercache_core::Role::User
+            && who.principal != super::ANONYMOUS
+            && !out.contains(&who.principal)
+        {
+            out.insert(who.principal);
+        }
+    })?;
+    Ok(out)
+}
+
+/// Hands every line of the log in `dir` (rotated files oldest first, then `current.jsonl`)
+/// to `f`, skipping rotated files wholly before `since_ms`. A missing directory has no lines.
+/// Safe while a server writes the log: `current.jsonl` is opened before the rotated files
+/// are listed, and a rotated file that is the same file is skipped.
+fn visit(dir: &Path, since_ms: Option<u64>, mut f: impl FnMut(&[u8])) -> Result<(), AuditError> {
     let io_err = |what: String| move |e| AuditError::io(what, e);
     let current_path = dir.join(CURRENT);
     let current = match File::open(&current_path) {
@@ -93,15 +138,14 @@ pub fn read_dir(dir: &Path, filter: &AuditFilter) -> Result<Vec<AuditRecord>, Au
     };
     let rotated = match list_rotated(dir) {
         Ok(r) => r,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(io_err(format!("listing {}", dir.display()))(e)),
     };
     let current_id = current.as_ref().and_then(file_id);
-    let mut out = VecDeque::new();
     for (i, r) in rotated.iter().enumerate() {
         // Every record of a file is older than the next file's first record (clock
         // permitting): skip whole files before `since`.
-        if let (Some(since), Some(next)) = (filter.since_ms, rotated.get(i + 1))
+        if let (Some(since), Some(next)) = (since_ms, rotated.get(i + 1))
             && next.first_time_ms < since
         {
             continue;
@@ -115,20 +159,15 @@ pub fn read_dir(dir: &Path, filter: &AuditFilter) -> Result<Vec<AuditRecord>, Au
         if current_id.is_some() && file_id(&file) == current_id {
             continue;
         }
-        read_file(file, filter, &mut out)
-            .map_err(io_err(format!("reading {}", r.path.display())))?;
+        read_lines(file, &mut f).map_err(io_err(format!("reading {}", r.path.display())))?;
     }
     if let Some(file) = current {
-        read_file(file, filter, &mut out)
-            .map_err(io_err(format!("reading {}", current_path.display())))?;
+        read_lines(file, &mut f).map_err(io_err(format!("reading {}", current_path.display())))?;
     }
-    Ok(out.into())
+    Ok(())
 }
 
-fn read_file(file: File, filter: &AuditFilter, out: &mut VecDeque<AuditRecord>) -> io::Result<()> {
-    if filter.limit == 0 {
-        return Ok(());
-    }
+fn read_lines(file: File, f: &mut impl FnMut(&[u8])) -> io::Result<()> {
     let mut reader = BufReader::with_capacity(256 * 1024, file);
     let mut line = Vec::new();
     loop {
@@ -136,15 +175,7 @@ fn read_file(file: File, filter: &AuditFilter, out: &mut VecDeque<AuditRecord>) 
         if reader.read_until(b'\n', &mut line)? == 0 {
             return Ok(());
         }
-        let Ok(rec) = serde_json::from_slice::<AuditRecord>(&line) else {
-            continue;
-        };
-        if filter.matches(&rec) {
-            if out.len() == filter.limit {
-                out.pop_front();
-            }
-            out.push_back(rec);
-        }
+        f(&line);
     }
 }
 

@@ -283,6 +283,35 @@ impl DiskTier {
         tokio::task::spawn_blocking(move || inner.list(&prefix, limit)).await?
     }
 
+    /// One page of the live entries under `prefix` after the key `after`, in key order (for
+    /// background scans that resume where they stopped).
+    pub async fn list_after(
+        &self,
+        prefix: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<(String, EntryMeta)>, StoreError> {
+        let inner = self.inner.clone();
+        let prefix = prefix.to_owned();
+        tokio::task::spawn_blocking(move || inner.list_after(&prefix, after.as_deref(), limit))
+            .await?
+    }
+
+    /// The ids of the scopes under `prefix` (`user/`, `template/`) that hold entries here.
+    pub async fn scope_ids(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let inner = self.inner.clone();
+        let prefix = prefix.to_owned();
+        tokio::task::spawn_blocking(move || inner.scope_ids(&prefix)).await?
+    }
+
+    /// The entry under `key`, verified like [`DiskTier::get`], but neither counted as a hit
+    /// nor moved up the LRU order: for background scans, which are no use of the entry.
+    pub async fn get_quiet(&self, key: &CacheKey) -> Result<Option<Hit>, StoreError> {
+        let inner = self.inner.clone();
+        let k = key.to_string();
+        tokio::task::spawn_blocking(move || Inner::read_as(&inner, &k, false)).await?
+    }
+
     /// Entries and bytes per kind (bytes of bodies, before dedup).
     pub async fn usage_by_kind(&self) -> Result<BTreeMap<String, KindUsage>, StoreError> {
         let inner = self.inner.clone();

@@ -27,6 +27,16 @@ const CHUNK: usize = 256 * 1024;
 
 impl Inner {
     pub(super) fn read(self: &Arc<Self>, key: &str) -> Result<Option<Hit>, StoreError> {
+        self.read_as(key, true)
+    }
+
+    /// Like [`Inner::read`]; with `touch` false the read leaves the LRU order alone (a
+    /// background scan is no use of the entry).
+    pub(super) fn read_as(
+        self: &Arc<Self>,
+        key: &str,
+        touch: bool,
+    ) -> Result<Option<Hit>, StoreError> {
         let Some(record) = self.lookup(key)? else {
             return Ok(None);
         };
@@ -69,7 +79,9 @@ impl Inner {
             }
             self.verified_stream(key, file, record.meta.size, hash, lease)
         };
-        self.touch(key);
+        if touch {
+            self.touch(key);
+        }
         Ok(Some(Hit {
             meta: record.meta,
             body,

@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod layout;
+mod list;
 pub mod queue;
 mod read;
 pub mod sweep;
