@@ -184,7 +184,15 @@ async fn build_artifacts_stay_with_their_user_and_team() {
     let list = srv.url("/admin/build/artifacts");
     assert_eq!(call(M::GET, &list, Some(&bob), b"").await.0, 403);
     let admin = token(SECRET, &["--user", "ops", "--role", "admin"]);
-    assert_eq!(call(M::GET, &list, Some(&admin), b"").await.0, 200);
+    let (s, listing) = call(M::GET, &list, Some(&admin), b"").await;
+    assert_eq!(s, 200);
+    // The operator sees every scope's artifacts, each with its scope.
+    for scope in ["user/alice", "user/bob"] {
+        assert!(
+            listing.contains(&format!("\"scope\":\"{scope}\"")),
+            "{listing}"
+        );
+    }
     // Nor read the operator's statistics (which name what everyone fetches).
     let stats = srv.url("/admin/stats");
     assert_eq!(call(M::GET, &stats, Some(&bob), b"").await.0, 403);

@@ -538,6 +538,32 @@ impl TieredStore {
             .collect())
     }
 
+    /// Like [`TieredStore::list`], in every scope this node holds entries of: global, then
+    /// each template, then each user (an operator's view; never a user's).
+    pub async fn list_all_scopes(
+        &self,
+        kind: &Kind,
+        name_prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(CacheKey, EntryMeta)>, StoreError> {
+        let mut scopes = vec![Scope::Global];
+        for id in self.l2.scope_ids("template/").await? {
+            scopes.extend(Scope::template(&id).ok());
+        }
+        for id in self.l2.scope_ids("user/").await? {
+            scopes.extend(Scope::user(&id).ok());
+        }
+        let mut out = Vec::new();
+        for scope in scopes {
+            let left = limit.saturating_sub(out.len());
+            if left == 0 {
+                break;
+            }
+            out.extend(self.list(&scope, kind, name_prefix, left).await?);
+        }
+        Ok(out)
+    }
+
     /// The memory tier (for health and metrics).
     pub fn l1(&self) -> &MemoryTier {
         &self.l1

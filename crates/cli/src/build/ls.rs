@@ -14,6 +14,8 @@ use super::args::LsArgs;
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Artifact {
+    /// `global`, `template/<T>` or `user/<U>` (older servers: absent, read as empty).
+    pub scope: String,
     pub team: String,
     pub hash: String,
     pub size: u64,
@@ -75,7 +77,7 @@ pub fn render(mut listing: Listing) -> String {
     listing
         .artifacts
         .sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(a.hash.cmp(&b.hash)));
-    let rows: Vec<[String; 6]> = listing
+    let rows: Vec<[String; 7]> = listing
         .artifacts
         .iter()
         .map(|a| {
@@ -86,10 +88,21 @@ pub fn render(mut listing: Listing) -> String {
                 created(a.created_ms),
                 duration(a.duration_ms),
                 a.hits.to_string(),
+                a.scope.clone(),
             ]
         })
         .collect();
-    let head = ["HASH", "TEAM", "SIZE", "CREATED (UTC)", "DURATION", "HITS"];
+    let head = [
+        "HASH",
+        "TEAM",
+        "SIZE",
+        "CREATED (UTC)",
+        "DURATION",
+        "HITS",
+        "SCOPE",
+    ];
+    // Text columns to the left, numbers to the right.
+    let right = [false, false, true, false, true, true, false];
     let mut widths = head.map(str::len);
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -97,27 +110,24 @@ pub fn render(mut listing: Listing) -> String {
         }
     }
     let mut out = String::new();
-    let line = |out: &mut String, cells: [&str; 6]| {
-        let _ = writeln!(
-            out,
-            "{:<w0$}  {:<w1$}  {:>w2$}  {:<w3$}  {:>w4$}  {:>w5$}",
-            cells[0],
-            cells[1],
-            cells[2],
-            cells[3],
-            cells[4],
-            cells[5],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3],
-            w4 = widths[4],
-            w5 = widths[5],
-        );
+    let line = |out: &mut String, cells: [&str; 7]| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .zip(right)
+            .map(|((c, w), r)| {
+                if r {
+                    format!("{c:>w$}")
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "{}", text.join("  ").trim_end());
     };
     line(&mut out, head);
     for r in &rows {
-        line(&mut out, [&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]);
+        line(&mut out, [&r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &r[6]]);
     }
     let total: u64 = listing.artifacts.iter().map(|a| a.size).sum();
     let _ = writeln!(
@@ -137,15 +147,15 @@ mod tests {
     fn the_table_is_newest_first_and_readable() {
         let listing: Listing = serde_json::from_str(
             r#"{"artifacts":[
-              {"team":"acme","hash":"aa37dd4d8b1d3f88","size":237,"created_ms":1795538362236,"duration_ms":488,"hits":0,"signed":false},
-              {"team":"web","hash":"0f","size":3145728,"created_ms":1795538400000,"duration_ms":125000,"hits":12,"signed":true}
+              {"scope":"user/alice","team":"acme","hash":"aa37dd4d8b1d3f88","size":237,"created_ms":1795538362236,"duration_ms":488,"hits":0,"signed":false},
+              {"scope":"global","team":"web","hash":"0f","size":3145728,"created_ms":1795538400000,"duration_ms":125000,"hits":12,"signed":true}
             ]}"#,
         )
         .unwrap();
         let want = "\
-HASH              TEAM     SIZE  CREATED (UTC)        DURATION  HITS
-0f                web   3.0 MiB  2026-11-24 16:40:00    2m 05s    12
-aa37dd4d8b1d3f88  acme    237 B  2026-11-24 16:39:22     488ms     0
+HASH              TEAM     SIZE  CREATED (UTC)        DURATION  HITS  SCOPE
+0f                web   3.0 MiB  2026-11-24 16:40:00    2m 05s    12  global
+aa37dd4d8b1d3f88  acme    237 B  2026-11-24 16:39:22     488ms     0  user/alice
 2 artifacts, 3.0 MiB
 ";
         assert_eq!(render(listing), want);

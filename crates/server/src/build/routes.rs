@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use tiercache_core::{CacheKey, Decision, EntryMeta, Headers, Kind, Principal, PutOptions, Scope};
+use tiercache_core::{CacheKey, Decision, EntryMeta, Headers, Kind, Principal, PutOptions};
 use tiercache_store::Body;
 
 use super::error::TurboError;
@@ -322,7 +322,8 @@ async fn events(
     Ok(Json(json!({})))
 }
 
-/// `GET /admin/build/artifacts?team=T&limit=N`: the seed's `BuildCacheEntry` per artifact.
+/// `GET /admin/build/artifacts?team=T&limit=N`: the seed's `BuildCacheEntry` per artifact,
+/// in every scope (global, templates, users), each with its scope.
 async fn list(
     State(state): State<AppState>,
     Query(params): Params,
@@ -348,16 +349,14 @@ async fn list(
         .unwrap_or(1000)
         .min(100_000);
     let kind = Kind::new(KIND).map_err(|e| TurboError::bad_request(e.to_string()))?;
-    let rows = state
-        .store
-        .list(&Scope::Global, &kind, &prefix, limit)
-        .await?;
+    let rows = state.store.list_all_scopes(&kind, &prefix, limit).await?;
     let artifacts: Vec<Value> = rows
         .into_iter()
         .filter_map(|(key, meta)| {
             let name = key.name().as_str();
             let (team, hash) = name.split_once('~')?;
             Some(json!({
+                "scope": key.scope().to_string(),
                 "team": team,
                 "hash": hash,
                 "size": meta.size,
