@@ -8,9 +8,11 @@ pub mod entry;
 pub mod hash;
 pub mod key;
 pub mod policy;
+pub mod selector;
 
 pub use access::{Decision, Principal, Role};
 pub use entry::{EntryMeta, Headers, PutOptions};
 pub use hash::{ContentHash, ContentHasher};
 pub use key::{CacheKey, KeyError, Kind, Name, Scope};
 pub use policy::{L1Policy, L2Policy};
+pub use selector::{Selector, SelectorError};

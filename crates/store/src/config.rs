@@ -6,6 +6,7 @@ use tiercache_core::policy::MIB;
 use tiercache_core::{L1Policy, L2Policy};
 
 use crate::fleet::RedisConfig;
+use crate::invalidate::epochs::EpochTable;
 use crate::tier::object::L3Config;
 
 /// Everything the tiered store needs to open.
@@ -42,6 +43,11 @@ pub struct StoreConfig {
     /// Distinct users of a template whose byte-identical uploads of one artifact promote it
     /// to the template's scope; 0 = never.
     pub promote_after: u32,
+    /// Configured version epochs (the floor; the admin API raises them).
+    pub epochs: EpochTable,
+    /// How long a fleet node that has not caught up on invalidation events answers from L3
+    /// and the origin only, before it serves its own tiers again regardless.
+    pub event_grace: std::time::Duration,
 }
 
 impl StoreConfig {
@@ -62,6 +68,8 @@ impl StoreConfig {
             audit_max_file_bytes: crate::audit::DEFAULT_MAX_FILE_BYTES,
             audit_max_files: crate::audit::DEFAULT_MAX_FILES,
             promote_after: 2,
+            epochs: EpochTable::default(),
+            event_grace: std::time::Duration::from_secs(30),
         }
     }
 }

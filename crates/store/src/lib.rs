@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fleet;
+pub mod invalidate;
 pub mod leakage;
 pub mod promotion;
 pub mod scoped;
@@ -27,6 +28,10 @@ pub use error::{LoadError, StoreError};
 pub use fleet::{
     Fleet, FleetError, FleetHealth, FleetLock, FleetStatus, LockAttempt, RedisConfig, WaitOutcome,
 };
+pub use invalidate::epochs::{EpochError, EpochOf, EpochTable, Epochs};
+pub use invalidate::event::{EpochBump, Invalidation};
+pub use invalidate::feed::FeedHandle;
+pub use invalidate::{PublishError, Published, Reach, Removed};
 pub use scoped::Scoped;
 pub use shared::{FleetGuard, FleetTurn};
 pub use stats::{StatsSnapshot, TierName, TierStats};

@@ -19,6 +19,8 @@ use crate::clock::now_ms;
 use crate::config::StoreConfig;
 use crate::error::{LoadError, StoreError};
 use crate::fleet::{Fleet, FleetLock};
+use crate::invalidate::epochs::Epochs;
+use crate::invalidate::feed::FeedState;
 use crate::promotion::Promotion;
 use crate::shared::{FleetTurn, Shared, release};
 use crate::single_flight::{Leader, Outcome, Role, SingleFlight};
@@ -37,6 +39,8 @@ pub struct TieredStore {
     origin: Arc<TierStats>,
     max_entry_bytes: u64,
     promotion: Promotion,
+    epochs: Arc<Epochs>,
+    invalidation: Arc<FeedState>,
 }
 
 /// What a loader returns: the entry's options and body, or `None` if the origin has no such entry.
@@ -134,7 +138,11 @@ impl TieredStore {
         let shared = Shared::open(&config, &l1, &l2)?;
         let promotion =
             Promotion::open(config.promote_after, &config.data_dir, shared.fleet()).await?;
+        let epochs = Arc::new(Epochs::open(&config.data_dir, config.epochs.clone())?);
+        let invalidation = Arc::new(FeedState::new(config.event_grace));
         Ok(TieredStore {
+            epochs,
+            invalidation,
             shared,
             l1,
             l2,
@@ -156,22 +164,34 @@ impl TieredStore {
         if let Some(hit) = self.lookup_local(key).await? {
             return Ok(Some(hit));
         }
-        let Some(hit) = self.shared.get(key).await else {
+        let Some(hit) = self.shared_get(key).await else {
             return Ok(None);
         };
         self.promote(key, hit).await
     }
 
-    /// L1, then L2 (promoted to L1): what this node has.
+    /// L1, then L2 (promoted to L1): what this node has, if its events are current.
     async fn lookup_local(&self, key: &CacheKey) -> Result<Option<Hit>, StoreError> {
-        if let Some((meta, bytes)) = self.l1.get(key).await {
-            return Ok(Some(Hit {
-                meta,
-                body: Body::Bytes(bytes),
-                tier: TierName::L1,
-            }));
+        if self.invalidation.bypass_local() {
+            return Ok(None);
         }
-        let hit = self.l2.get(key).await?;
+        if let Some((meta, bytes)) = self.l1.get(key).await {
+            if self.current(key, &meta) {
+                return Ok(Some(Hit {
+                    meta,
+                    body: Body::Bytes(bytes),
+                    tier: TierName::L1,
+                }));
+            }
+            self.l1.remove(key).await;
+        }
+        let hit = match self.l2.get(key).await? {
+            Some(hit) if !self.current(key, &hit.meta) => {
+                self.retire(key);
+                None
+            }
+            hit => hit,
+        };
         if let Some(Hit {
             meta,
             body: Body::Bytes(bytes),
@@ -233,13 +253,31 @@ impl TieredStore {
 
     /// The entry's metadata, without reading (or counting) its bytes.
     pub async fn head(&self, key: &CacheKey) -> Result<Option<EntryMeta>, StoreError> {
-        if let Some(meta) = self.l1.head(key).await {
-            return Ok(Some(meta));
+        if !self.invalidation.bypass_local() {
+            if let Some(meta) = self.l1.head(key).await
+                && self.current(key, &meta)
+            {
+                return Ok(Some(meta));
+            }
+            if let Some(meta) = self.l2.head(key).await?
+                && self.current(key, &meta)
+            {
+                return Ok(Some(meta));
+            }
         }
-        if let Some(meta) = self.l2.head(key).await? {
-            return Ok(Some(meta));
-        }
-        Ok(self.shared.head(key).await)
+        Ok(self
+            .shared
+            .head(key)
+            .await
+            .filter(|meta| self.current(key, meta)))
+    }
+
+    /// An L3 hit, if it was written under the epochs in force.
+    async fn shared_get(&self, key: &CacheKey) -> Option<Hit> {
+        self.shared
+            .get(key)
+            .await
+            .filter(|hit| self.current(key, &hit.meta))
     }
 
     /// Stores `body` under `key` in every tier that takes it: L1 and L2 now, L3 in the
@@ -297,6 +335,8 @@ impl TieredStore {
         body: Body,
     ) -> Result<(EntryMeta, Option<Bytes>), StoreError> {
         opts.validate()?;
+        let mut opts = opts;
+        opts.epoch = self.epochs.stamp(key);
         match body {
             Body::Bytes(bytes) => {
                 let size = bytes.len() as u64;
@@ -465,7 +505,7 @@ impl TieredStore {
             let lock = match self.shared.fleet_turn(key).await {
                 FleetTurn::Fetch(guard) => match guard.into_lock() {
                     // Another node may have finished just before we took the lock.
-                    Some(lock) => match self.shared.get(key).await {
+                    Some(lock) => match self.shared_get(key).await {
                         Some(hit) => {
                             release(lock).await;
                             let hit = self.promote(key, hit).await?;
@@ -587,6 +627,20 @@ impl TieredStore {
     /// The fleet's Redis, if configured: fleet-wide counters and rankings for reports.
     pub fn fleet(&self) -> Option<&Fleet> {
         self.shared.fleet()
+    }
+
+    /// The version epochs in force.
+    pub fn epochs(&self) -> &Epochs {
+        &self.epochs
+    }
+
+    pub(crate) fn epochs_handle(&self) -> Arc<Epochs> {
+        self.epochs.clone()
+    }
+
+    /// Whether this node has seen its fleet's invalidation events.
+    pub fn feed(&self) -> &FeedState {
+        &self.invalidation
     }
 
     /// The rule promoting identical user uploads to their template.

@@ -13,6 +13,7 @@ mod error;
 mod health;
 mod lock;
 mod sets;
+mod stream;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,6 +28,7 @@ pub use config::RedisConfig;
 pub use error::FleetError;
 pub use health::{FleetHealth, FleetStatus};
 pub use lock::{FleetLock, LockAttempt, WaitOutcome};
+pub use stream::{STREAM_MAX_LEN, StreamEntry};
 
 use conn::Conn;
 use counters::CounterBuffer;

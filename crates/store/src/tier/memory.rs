@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use moka::future::Cache;
 use moka::notification::RemovalCause;
-use tiercache_core::{CacheKey, EntryMeta, L1Policy};
+use tiercache_core::{CacheKey, EntryMeta, L1Policy, Selector};
 
 use crate::clock::now_ms;
 use crate::stats::{TierName, TierStats};
@@ -145,6 +145,28 @@ impl MemoryTier {
     /// Drops the entry; returns whether it was there.
     pub async fn remove(&self, key: &CacheKey) -> bool {
         self.cache.remove(key).await.is_some()
+    }
+
+    /// Drops (unless `dry_run`) the entries `selector` selects, except those `spare` keeps;
+    /// returns how many there were.
+    pub async fn remove_matching(
+        &self,
+        selector: &Selector,
+        spare: impl Fn(&CacheKey, &EntryMeta) -> bool,
+        dry_run: bool,
+    ) -> u64 {
+        let keys: Vec<CacheKey> = self
+            .cache
+            .iter()
+            .filter(|(k, slot)| selector.matches(k, &slot.meta) && !spare(k, &slot.meta))
+            .map(|(k, _)| (*k).clone())
+            .collect();
+        if !dry_run {
+            for k in &keys {
+                self.cache.invalidate(k).await;
+            }
+        }
+        keys.len() as u64
     }
 
     /// The tier's counters.

@@ -14,6 +14,7 @@ mod list;
 mod maintenance;
 mod read;
 mod recovery;
+mod select;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -15,6 +15,7 @@ pub mod layout;
 mod list;
 pub mod queue;
 mod read;
+mod select;
 pub mod sweep;
 mod write;
 
