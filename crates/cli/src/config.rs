@@ -47,6 +47,9 @@ pub struct FileConfig {
     /// `[[templates]]`: template caches for `tiercache template` (checked by `serve` too).
     #[serde(default)]
     pub templates: Vec<crate::template::config::TemplateFile>,
+    /// `[purge]` and `[[purge.providers]]`: where CDN purges go.
+    #[serde(default)]
+    pub purge: tiercache_server::cdn::PurgeFile,
 }
 
 /// The `[sharing]` section of the file: when user uploads become shared.
@@ -176,6 +179,8 @@ pub struct ServeConfig {
     pub auth: AuthConfig,
     /// Serve without a secret on a non-loopback address anyway.
     pub insecure_no_auth: bool,
+    /// CDN purge providers; `None` when none is configured.
+    pub purge: Option<tiercache_server::cdn::PurgeConfig>,
 }
 
 fn size(what: &str, s: &str) -> anyhow::Result<u64> {
@@ -394,6 +399,8 @@ impl ServeConfig {
         let npm = resolve_npm(file.npm, upstream, public_url)?;
         let build = resolve_build(file.build, &store)?;
         let auth = resolve_auth(file.auth, args.auth_anonymous_reads)?;
+        // Credentials come from the variables `token_env`/`secret_env` name, read once here.
+        let purge = file.purge.resolve(&|var| std::env::var(var).ok())?;
         Ok(ServeConfig {
             listen,
             store,
@@ -401,6 +408,7 @@ impl ServeConfig {
             build,
             auth,
             insecure_no_auth: args.insecure_no_auth,
+            purge,
         })
     }
 }

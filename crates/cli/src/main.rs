@@ -7,6 +7,7 @@ mod config;
 mod http;
 mod npmrc;
 mod prewarm;
+mod purge;
 mod scan;
 mod serve;
 mod stats;
@@ -38,6 +39,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Scan(args) => scan::run(args),
         cli::Command::Token(args) => token::run(args),
         cli::Command::Template(args) => template::run(args),
+        cli::Command::Purge(args) => purge::run(args).map(success),
     };
     match result {
         Ok(code) => code,
