@@ -1,6 +1,7 @@
 //! `tiercache purge`: purge a site's URLs, tags or everything at its CDNs and caches
 //! through a running server's outbox (`POST /admin/purges`), optionally waiting until every
-//! provider acknowledged; `--status` lists pending and failed purges (`GET /admin/purges`).
+//! provider acknowledged; `--status` lists pending and failed purges (`GET /admin/purges`);
+//! `--retry JOB` sends a failed job back to pending, `--forget JOB` deletes it.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use crate::http;
 #[derive(Args, Debug)]
 pub struct PurgeArgs {
     /// The site whose content is purged.
-    #[arg(long, required_unless_present = "status")]
+    #[arg(long, required_unless_present_any = ["status", "retry", "forget"])]
     pub site: Option<String>,
     /// An absolute URL to purge (repeatable); one ending with * purges every URL starting so.
     #[arg(long = "path", visible_alias = "url", value_name = "URL")]
@@ -26,8 +27,14 @@ pub struct PurgeArgs {
     #[arg(long)]
     pub all: bool,
     /// Show the pending and failed purges instead of purging.
-    #[arg(long, conflicts_with_all = ["site", "paths", "tags", "all", "wait"])]
+    #[arg(long, conflicts_with_all = ["site", "paths", "tags", "all", "wait", "retry", "forget"])]
     pub status: bool,
+    /// Send this failed job (an id from --status) back to pending.
+    #[arg(long, value_name = "JOB", conflicts_with_all = ["site", "paths", "tags", "all", "wait", "forget"])]
+    pub retry: Option<String>,
+    /// Delete this failed job (an id from --status).
+    #[arg(long, value_name = "JOB", conflicts_with_all = ["site", "paths", "tags", "all", "wait"])]
+    pub forget: Option<String>,
     /// Wait until every provider acknowledged the purge, at most this long (e.g. 30s);
     /// exit 1 if one failed or it is still pending then.
     #[arg(long, value_name = "DURATION")]
@@ -67,6 +74,24 @@ pub fn run(args: PurgeArgs) -> anyhow::Result<()> {
             } else {
                 crate::stdout::print(&render_status(&list))
             };
+        }
+        if let Some(job) = &args.retry {
+            change(
+                &client,
+                reqwest::Method::POST,
+                &format!("{base}/admin/purges/{job}/retry"),
+            )
+            .await?;
+            return crate::stdout::print(&format!("purge job {job} is pending again\n"));
+        }
+        if let Some(job) = &args.forget {
+            change(
+                &client,
+                reqwest::Method::DELETE,
+                &format!("{base}/admin/purges/{job}"),
+            )
+            .await?;
+            return crate::stdout::print(&format!("purge job {job} forgotten\n"));
         }
         if args.paths.is_empty() && args.tags.is_empty() && !args.all {
             bail!("nothing to purge: give --path URL, --tag TAG or --all");
@@ -118,6 +143,26 @@ async fn submit(client: &reqwest::Client, base: &str, body: &Value) -> anyhow::R
         return Err(fail(http::explain_status(status, &bytes)));
     }
     serde_json::from_slice(&bytes).with_context(|| format!("{url} did not answer with JSON"))
+}
+
+/// A retry or forget of one job.
+async fn change(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+) -> anyhow::Result<()> {
+    let fail = |why: String| anyhow!("{method} {url}: {why}");
+    let resp = client
+        .request(method.clone(), url)
+        .send()
+        .await
+        .map_err(|e| fail(http::explain(&e)))?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(|e| fail(http::explain(&e)))?;
+    if !status.is_success() {
+        return Err(fail(http::explain_status(status, &bytes)));
+    }
+    Ok(())
 }
 
 async fn fetch(client: &reqwest::Client, base: &str) -> anyhow::Result<Value> {

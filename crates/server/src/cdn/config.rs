@@ -43,9 +43,13 @@ pub struct PurgeFile {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum ProviderFile {
+    /// `kind = "cloudflare"`.
     Cloudflare(CloudflareFile),
+    /// `kind = "fastly"`.
     Fastly(FastlyFile),
+    /// `kind = "http"`.
     Http(HttpFile),
+    /// `kind = "webhook"`.
     Webhook(WebhookFile),
 }
 
@@ -53,12 +57,19 @@ pub enum ProviderFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CloudflareFile {
+    /// Unique among providers (default: the kind).
     pub name: Option<String>,
+    /// Only these sites (default: every site).
     pub sites: Option<Vec<String>>,
+    /// The Cloudflare zone.
     pub zone_id: String,
+    /// The variable holding the API token (preferred over `token`).
     pub token_env: Option<String>,
+    /// The API token inline (kept out of `Debug`).
     pub token: Option<Secret>,
+    /// The API's base URL (tests point it at 127.0.0.1).
     pub api_base: Option<String>,
+    /// URLs, prefixes or tags per call (default 100).
     pub max_per_call: Option<usize>,
 }
 
@@ -66,14 +77,22 @@ pub struct CloudflareFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FastlyFile {
+    /// Unique among providers (default: the kind).
     pub name: Option<String>,
+    /// Only these sites (default: every site).
     pub sites: Option<Vec<String>>,
+    /// The Fastly service.
     pub service_id: String,
+    /// The variable holding the API token (preferred over `token`).
     pub token_env: Option<String>,
+    /// The API token inline (kept out of `Debug`).
     pub token: Option<Secret>,
+    /// The API's base URL (tests point it at 127.0.0.1).
     pub api_base: Option<String>,
+    /// Soft purges (never for purge_all).
     #[serde(default)]
     pub soft: bool,
+    /// Surrogate keys per batch purge (default and at most 256).
     pub max_keys_per_call: Option<usize>,
 }
 
@@ -81,15 +100,25 @@ pub struct FastlyFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpFile {
+    /// Unique among providers (default: the kind).
     pub name: Option<String>,
+    /// Only these sites (default: every site).
     pub sites: Option<Vec<String>>,
+    /// Base URLs of the cache nodes.
     pub nodes: Vec<String>,
+    /// The method for one URL (default `PURGE`).
     pub url_method: Option<String>,
+    /// The method for tags, prefixes and everything (default `BAN`).
     pub ban_method: Option<String>,
+    /// The header carrying tags (default `X-Ban-Tags`).
     pub tag_header: Option<String>,
+    /// Between tags (default `,`).
     pub tag_separator: Option<String>,
+    /// Tags per request (default 100).
     pub max_tags_per_call: Option<usize>,
+    /// The header carrying a prefix's path (default `X-Ban-Prefix`).
     pub prefix_header: Option<String>,
+    /// The header carrying the site to purge everything of (default `X-Ban-Site`).
     pub site_header: Option<String>,
 }
 
@@ -97,11 +126,17 @@ pub struct HttpFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookFile {
+    /// Unique among providers (default: the kind).
     pub name: Option<String>,
+    /// Only these sites (default: every site).
     pub sites: Option<Vec<String>>,
+    /// Where the JSON is posted.
     pub url: String,
+    /// The variable holding the signing secret (preferred over `secret`).
     pub secret_env: Option<String>,
+    /// The signing secret inline (kept out of `Debug`).
     pub secret: Option<Secret>,
+    /// The header carrying `sha256=<hex>` (default `X-Tiercache-Signature`).
     pub signature_header: Option<String>,
 }
 
@@ -366,7 +401,9 @@ impl ProviderFile {
                 let who = format!("provider {name:?}");
                 let m = |e: String| ConfigError(format!("{who}: {e}"));
                 let p = Provider::Webhook(Webhook {
-                    url: providers::base_url("url", &f.url).map_err(m)?,
+                    url: providers::base_url("url", &f.url)
+                        .map(|_| f.url.trim().to_owned())
+                        .map_err(m)?,
                     secret: credential(&who, "secret", f.secret_env, f.secret, env)?,
                     signature_header: header_name(
                         &who,

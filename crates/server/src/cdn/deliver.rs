@@ -75,7 +75,7 @@ async fn deliver(outbox: &Outbox, p: &ProviderConfig, client: &reqwest::Client, 
             return settle(outbox, p, job, ack).await;
         }
         job.calls_done = i + 1;
-        if (i + 1 - start) % SAVE_EVERY == 0
+        if (i + 1 - start).is_multiple_of(SAVE_EVERY)
             && i + 1 < calls.len()
             && let Err(e) = outbox.save(job.clone()).await
         {
@@ -94,7 +94,7 @@ async fn deliver(outbox: &Outbox, p: &ProviderConfig, client: &reqwest::Client, 
 async fn settle(outbox: &Outbox, p: &ProviderConfig, mut job: Job, ack: Ack) {
     let now = now_ms();
     let redact = |s: String| p.provider.secret().map_or(s.clone(), |k| k.redact(&s));
-    let age = Duration::from_millis(now.saturating_sub(job.created_ms));
+    let age = Duration::from_millis(now.saturating_sub(job.age_from_ms()));
     let policy = &outbox.config().retry;
     match ack {
         Ack::Done => return,

@@ -44,6 +44,9 @@ pub struct Job {
     pub state: JobState,
     /// When it was marked failed.
     pub failed_ms: Option<u64>,
+    /// When an admin last sent a failed job back to pending (its age counts from then).
+    #[serde(default)]
+    pub retried_ms: Option<u64>,
 }
 
 /// The current time in milliseconds since the epoch.
@@ -60,6 +63,11 @@ pub fn rfc3339(ms: u64) -> String {
 }
 
 impl Job {
+    /// Since when its attempts count towards `max_age`.
+    pub fn age_from_ms(&self) -> u64 {
+        self.retried_ms.unwrap_or(self.created_ms)
+    }
+
     /// The job as `/admin/purges` shows it: the stored fields plus readable times.
     pub fn view(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).unwrap_or_default();

@@ -39,6 +39,20 @@ pub enum RecordError {
     Io(#[from] std::io::Error),
 }
 
+/// Why an admin's change to a kept job was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// No such job (404).
+    #[error("no purge job {0:?}")]
+    NotFound(String),
+    /// Only failed jobs can be retried or forgotten (409).
+    #[error("purge job {0:?} is pending: only failed jobs can be retried or forgotten")]
+    Pending(String),
+    /// The outbox could not be written (503).
+    #[error("changing the purge job failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// A recorded purge: its id and the jobs it became.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Recorded {
@@ -164,6 +178,7 @@ impl Outbox {
                 last_error: None,
                 state: JobState::Pending,
                 failed_ms: None,
+                retried_ms: None,
             })
             .collect();
         let files = jobs
@@ -194,6 +209,38 @@ impl Outbox {
             self.wake(provider);
         }
         Ok(recorded)
+    }
+
+    /// Sends a failed job back to pending, due now, with its attempts and age counted
+    /// afresh.
+    pub async fn retry(&self, id: &str) -> Result<Job, ChangeError> {
+        let mut job = self.failed(id)?;
+        let now = now_ms();
+        job.state = JobState::Pending;
+        job.failed_ms = None;
+        job.attempts = 0;
+        job.next_attempt_ms = now;
+        job.retried_ms = Some(now);
+        self.save(job.clone()).await?;
+        info!(job = %id, "failed purge job sent back to pending");
+        self.wake(&job.provider);
+        Ok(job)
+    }
+
+    /// Deletes a failed job.
+    pub async fn forget(&self, id: &str) -> Result<(), ChangeError> {
+        self.failed(id)?;
+        self.finish(id).await?;
+        info!(job = %id, "failed purge job forgotten");
+        Ok(())
+    }
+
+    fn failed(&self, id: &str) -> Result<Job, ChangeError> {
+        match self.lock().get(id) {
+            None => Err(ChangeError::NotFound(id.to_owned())),
+            Some(j) if j.state == JobState::Pending => Err(ChangeError::Pending(id.to_owned())),
+            Some(j) => Ok(j.clone()),
+        }
     }
 
     /// Every kept job (pending and failed), oldest first.
@@ -337,4 +384,78 @@ fn load(dir: &Path) -> std::io::Result<Vec<Job>> {
         }
     }
     Ok(jobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cdn::config::PurgeFile;
+
+    fn config(names: &[&str]) -> PurgeConfig {
+        let text: String = names
+            .iter()
+            .map(|n| format!("[[providers]]\nkind = \"webhook\"\nname = \"{n}\"\nurl = \"http://127.0.0.1:1/{n}\"\n"))
+            .collect();
+        let file: PurgeFile = toml::from_str(&text).unwrap();
+        file.resolve(&|_| None).unwrap().unwrap()
+    }
+
+    fn request() -> PurgeRequest {
+        PurgeRequest {
+            site: "docs".into(),
+            urls: vec!["https://docs.example/a".into()],
+            tags: vec![],
+            everything: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn jobs_survive_reopening_and_debris_is_handled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("purges");
+        let outbox = Outbox::open(path.clone(), config(&["a", "b"]))
+            .await
+            .unwrap();
+        let recorded = outbox.record(request()).await.unwrap();
+        assert_eq!(recorded.jobs.len(), 2);
+        let before = outbox.jobs();
+        drop(outbox);
+        std::fs::write(path.join("x.json.tmp"), b"{torn").unwrap();
+        std::fs::write(path.join("y.json"), b"not json").unwrap();
+
+        // Provider "b" is gone: its job is kept, failed, with the reason.
+        let outbox = Outbox::open(path.clone(), config(&["a"])).await.unwrap();
+        let jobs = outbox.jobs();
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(jobs[0], before[0]);
+        assert_eq!(jobs[1].state, JobState::Failed);
+        assert!(
+            jobs[1]
+                .last_error
+                .as_deref()
+                .unwrap()
+                .contains("no longer configured")
+        );
+        assert!(!path.join("x.json.tmp").exists());
+        assert!(path.join("y.corrupt").exists());
+        assert_eq!(outbox.counts(), (1, 1));
+
+        assert!(matches!(
+            outbox.retry(&jobs[0].id).await,
+            Err(ChangeError::Pending(_))
+        ));
+        let again = outbox.retry(&jobs[1].id).await.unwrap();
+        assert_eq!((again.state, again.attempts), (JobState::Pending, 0));
+        outbox.finish(&jobs[0].id).await.unwrap();
+        assert!(!path.join(format!("{}.json", jobs[0].id)).exists());
+        assert!(matches!(
+            outbox
+                .record(PurgeRequest {
+                    site: "".into(),
+                    ..request()
+                })
+                .await,
+            Err(RecordError::Invalid(_))
+        ));
+    }
 }

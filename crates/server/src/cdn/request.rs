@@ -18,6 +18,7 @@ pub const MAX_SITE_LEN: usize = 64;
 /// One purge: URLs, tags, or everything of a site.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct PurgeRequest {
+    /// The site (as deployed) whose content is purged.
     pub site: String,
     /// Absolute URLs.
     pub urls: Vec<String>,
@@ -37,14 +38,19 @@ pub trait PurgeSink: Send + Sync {
 /// Why a request cannot be recorded; each is a 4xx with this message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
+    /// A malformed site name.
     #[error("site: {0}")]
     Site(String),
+    /// A URL that is not an absolute http(s) URL a cache could hold.
     #[error("url {url:?}: {reason}")]
     Url { url: String, reason: String },
+    /// A tag no provider could carry.
     #[error("tag {tag:?}: {reason}")]
     Tag { tag: String, reason: String },
+    /// More than [`MAX_ITEMS`] URLs and tags.
     #[error("too many items: {0} URLs and tags, at most {MAX_ITEMS} per request")]
     TooMany(usize),
+    /// No URLs, no tags, not everything.
     #[error("nothing to purge: give URLs, tags, or everything")]
     Empty,
 }
