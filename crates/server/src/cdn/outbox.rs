@@ -342,13 +342,18 @@ impl Outbox {
     }
 }
 
+/// A site no provider serves has nothing to purge: a deploy of it is not an error.
 impl PurgeSink for Outbox {
     fn submit(&self, request: PurgeRequest) -> futures::future::BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            self.record(request)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            match self.record(request).await {
+                Ok(_) => Ok(()),
+                Err(RecordError::UnknownSite(site)) => {
+                    tracing::debug!(%site, "no purge provider serves this site: nothing to purge");
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            }
         })
     }
 }
@@ -457,5 +462,27 @@ mod tests {
                 .await,
             Err(RecordError::Invalid(_))
         ));
+        // Through the seam: a bad request is refused with the reason, an unserved site has
+        // nothing to purge, valid ones are recorded.
+        let sink: &dyn PurgeSink = &*outbox;
+        let bad = PurgeRequest {
+            tags: vec!["a b".into()],
+            ..request()
+        };
+        let e = sink.submit(bad).await.unwrap_err();
+        assert!(e.contains("printable"), "{e}");
+        let elsewhere = PurgeRequest {
+            site: "app".into(),
+            ..request()
+        };
+        let mut only_docs = config(&["a"]);
+        only_docs.providers[0].sites = Some(vec!["docs".into()]);
+        let path2 = dir.path().join("purges2");
+        let scoped = Outbox::open(path2, only_docs).await.unwrap();
+        let scoped_sink: &dyn PurgeSink = &*scoped;
+        scoped_sink.submit(elsewhere).await.unwrap();
+        assert_eq!(scoped.counts(), (0, 0));
+        sink.submit(request()).await.unwrap();
+        assert_eq!(outbox.counts().0, 2);
     }
 }
