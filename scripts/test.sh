@@ -24,6 +24,10 @@ command -v git >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq
 # The shared tier's tests run a real Redis (Debian's redis-server) and a real S3-compatible
 # server (moto, from PyPI, in a git-ignored virtualenv unless one is on PATH already).
 command -v redis-server >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq redis-server; }
+# The CDN purge tests put a real Varnish (Debian's varnish; varnishd lives in /usr/sbin) in
+# front of the server and purge through it.
+PATH="$PATH:/usr/sbin"
+command -v varnishd >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq varnish; }
 if [[ -z "${TIERCACHE_MOTO_SERVER:-}" ]]; then
   if command -v moto_server >/dev/null 2>&1; then
     TIERCACHE_MOTO_SERVER="$(command -v moto_server)"

@@ -43,6 +43,8 @@ pub enum Command {
     Token(crate::token::TokenArgs),
     /// Warm, restore and list template caches ([[templates]] in the config file).
     Template(crate::template::args::TemplateArgs),
+    /// Purge a site's URLs, tags or everything at its CDNs and caches; --status lists pending and failed purges.
+    Purge(crate::purge::PurgeArgs),
 }
 
 /// Flags of `tiercache stats`.

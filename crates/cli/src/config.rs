@@ -49,6 +49,9 @@ pub struct FileConfig {
     pub templates: Vec<crate::template::config::TemplateFile>,
     #[serde(default)]
     pub leakage: LeakageFile,
+    /// `[purge]` and `[[purge.providers]]`: where CDN purges go.
+    #[serde(default)]
+    pub purge: tiercache_server::cdn::PurgeFile,
 }
 
 /// The `[sharing]` section of the file: when user uploads become shared.
@@ -206,6 +209,8 @@ pub struct ServeConfig {
     pub insecure_no_auth: bool,
     /// How often the shared scopes are scanned for leakage; `None` = never on its own.
     pub leakage_interval: Option<Duration>,
+    /// CDN purge providers; `None` when none is configured.
+    pub purge: Option<tiercache_server::cdn::PurgeConfig>,
 }
 
 fn size(what: &str, s: &str) -> anyhow::Result<u64> {
@@ -425,6 +430,8 @@ impl ServeConfig {
         let build = resolve_build(file.build, &store)?;
         let auth = resolve_auth(file.auth, args.auth_anonymous_reads)?;
         let leakage_interval = resolve_leakage(file.leakage)?;
+        // Credentials come from the variables `token_env`/`secret_env` name, read once here.
+        let purge = file.purge.resolve(&|var| std::env::var(var).ok())?;
         Ok(ServeConfig {
             listen,
             store,
@@ -433,6 +440,7 @@ impl ServeConfig {
             auth,
             insecure_no_auth: args.insecure_no_auth,
             leakage_interval,
+            purge,
         })
     }
 }

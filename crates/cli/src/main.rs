@@ -7,6 +7,7 @@ mod config;
 mod http;
 mod npmrc;
 mod prewarm;
+mod purge;
 mod scan;
 mod scan_shared;
 mod serve;
@@ -40,6 +41,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::ScanShared(args) => scan_shared::run(args),
         cli::Command::Token(args) => token::run(args),
         cli::Command::Template(args) => template::run(args),
+        cli::Command::Purge(args) => purge::run(args).map(success),
     };
     match result {
         Ok(code) => code,

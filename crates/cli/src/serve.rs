@@ -7,6 +7,7 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use tiercache_server::AppState;
 use tiercache_server::auth::Auth;
 use tiercache_server::build::BuildFrontend;
+use tiercache_server::cdn::{Outbox, PurgeConfig, PurgeSink};
 use tiercache_server::npm::NpmFrontend;
 use tiercache_store::TieredStore;
 use tiercache_store::leakage::Leakage;
@@ -73,6 +74,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             "build cache: no tokens configured ([build] tokens or TIERCACHE_BUILD_TOKENS); anyone who can reach the server may read and write artifacts"
         );
     }
+    let (purge, purge_outbox) = open_purges(config.purge, &config.store.data_dir).await?;
     let state = AppState {
         store,
         metrics: Some(metrics),
@@ -82,10 +84,45 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         auth: Arc::new(auth),
         audit,
         leakage,
+        purge,
+        purge_outbox,
     };
     tiercache_server::serve(listener, state, shutdown_signal()).await?;
     info!("tiercache stopped cleanly");
     Ok(())
+}
+
+/// The purge outbox in `<data_dir>/purges/` with its delivery workers, when providers are
+/// configured; without any, a warning if undelivered purges are left on disk.
+async fn open_purges(
+    config: Option<PurgeConfig>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(Option<Arc<dyn PurgeSink>>, Option<Arc<Outbox>>)> {
+    let dir = data_dir.join("purges");
+    let Some(config) = config else {
+        let left = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                    .count()
+            })
+            .unwrap_or(0);
+        if left > 0 {
+            warn!(jobs = left, dir = %dir.display(), "purge jobs are on disk but no [[purge.providers]] is configured: they wait");
+        }
+        return Ok((None, None));
+    };
+    let names: Vec<String> = config
+        .providers
+        .iter()
+        .map(|p| format!("{} ({})", p.name, p.provider.kind()))
+        .collect();
+    let outbox = Outbox::open(dir.clone(), config)
+        .await
+        .with_context(|| format!("opening the purge outbox in {}", dir.display()))?;
+    tiercache_server::cdn::deliver::start(&outbox).context("starting purge delivery")?;
+    info!(providers = %names.join(", "), "CDN purges through the outbox in {}", dir.display());
+    Ok((Some(outbox.clone() as Arc<dyn PurgeSink>), Some(outbox)))
 }
 
 /// Says which auth mode runs, and refuses a non-loopback address without a secret unless

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod build;
+pub mod cdn;
 pub mod error;
 pub mod etag;
 pub mod metrics_export;
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::objects::routes())
         .merge(npm::routes::routes())
         .merge(build::routes::routes())
+        .merge(cdn::routes::routes())
         // Bodies stream to disk and are limited by the store's own entry limit.
         .layer(DefaultBodyLimit::disable())
         .layer(TraceLayer::new_for_http())
