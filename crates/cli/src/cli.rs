@@ -41,6 +41,8 @@ pub enum Command {
     Token(crate::token::TokenArgs),
     /// Warm, restore and list template caches ([[templates]] in the config file).
     Template(crate::template::args::TemplateArgs),
+    /// Upload a built site as a new deploy and make it live (or --rollback to the previous one).
+    Deploy(crate::deploy::args::DeployArgs),
 }
 
 /// Flags of `tiercache stats`.

@@ -47,6 +47,12 @@ pub struct FileConfig {
     /// `[[templates]]`: template caches for `tiercache template` (checked by `serve` too).
     #[serde(default)]
     pub templates: Vec<crate::template::config::TemplateFile>,
+    /// `[[sites]]`: static sites served by hostname (and their public URLs).
+    #[serde(default)]
+    pub sites: Vec<crate::sites::SiteFile>,
+    /// `[assets]`: the Cache-Control rules of static assets.
+    #[serde(default)]
+    pub assets: crate::sites::AssetsFile,
 }
 
 /// The `[sharing]` section of the file: when user uploads become shared.
@@ -176,6 +182,8 @@ pub struct ServeConfig {
     pub auth: AuthConfig,
     /// Serve without a secret on a non-loopback address anyway.
     pub insecure_no_auth: bool,
+    /// Static asset hosting: sites and Cache-Control rules.
+    pub assets: tiercache_server::assets::AssetsConfig,
 }
 
 fn size(what: &str, s: &str) -> anyhow::Result<u64> {
@@ -390,6 +398,7 @@ impl ServeConfig {
         store.l3 = resolve_l3(&args.fleet, file.l3, &mut store)?;
         store.redis = resolve_redis(&args.fleet, file.redis, &mut store)?;
         let public_url = args.public_url.or(file.public_url);
+        let assets = crate::sites::resolve(&file.sites, &file.assets, public_url.clone())?;
         let upstream = args.npm_upstream.or(file.npm.upstream.clone());
         let npm = resolve_npm(file.npm, upstream, public_url)?;
         let build = resolve_build(file.build, &store)?;
@@ -401,6 +410,7 @@ impl ServeConfig {
             build,
             auth,
             insecure_no_auth: args.insecure_no_auth,
+            assets,
         })
     }
 }

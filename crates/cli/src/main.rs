@@ -4,11 +4,13 @@ mod audit;
 mod build;
 mod cli;
 mod config;
+mod deploy;
 mod http;
 mod npmrc;
 mod prewarm;
 mod scan;
 mod serve;
+mod sites;
 mod stats;
 mod stdout;
 mod template;
@@ -38,6 +40,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Scan(args) => scan::run(args),
         cli::Command::Token(args) => token::run(args),
         cli::Command::Template(args) => template::run(args),
+        cli::Command::Deploy(args) => deploy::run(args),
     };
     match result {
         Ok(code) => code,

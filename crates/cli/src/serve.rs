@@ -71,6 +71,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         build: Arc::new(build),
         auth: Arc::new(auth),
         audit: Arc::new(audit),
+        assets: Arc::new(tiercache_server::assets::AssetsFrontend::new(config.assets)),
+        purge: None,
     };
     tiercache_server::serve(listener, state, shutdown_signal()).await?;
     info!("tiercache stopped cleanly");

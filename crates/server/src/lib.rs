@@ -1,6 +1,7 @@
 //! The HTTP face of tiercache: the generic object API, `/healthz` and `/metrics`, over
 //! the tiered store. Front-ends (npm, build cache, assets) mount their routes here too.
 
+pub mod assets;
 pub mod auth;
 pub mod build;
 pub mod error;
@@ -23,13 +24,25 @@ pub use state::AppState;
 
 /// Every route of the server.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .merge(routes::health::routes())
         .merge(routes::admin::routes())
         .merge(routes::audit::routes())
         .merge(routes::objects::routes())
         .merge(npm::routes::routes())
         .merge(build::routes::routes())
+        .merge(assets::routes::routes())
+        .fallback(|| async { axum::http::StatusCode::NOT_FOUND });
+    // Requests for a site's own hostname are that site's, whatever their path.
+    let router = if state.assets.has_hostnames() {
+        router.layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            assets::routes::by_host,
+        ))
+    } else {
+        router
+    };
+    router
         // Bodies stream to disk and are limited by the store's own entry limit.
         .layer(DefaultBodyLimit::disable())
         .layer(TraceLayer::new_for_http())

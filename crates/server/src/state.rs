@@ -22,4 +22,8 @@ pub struct AppState {
     pub audit: Arc<tiercache_store::AuditLog>,
     /// Who is asking: signed tokens, or single-user mode without a secret.
     pub auth: Arc<crate::auth::Auth>,
+    /// Static asset hosting: sites, hostnames, Cache-Control rules, the live deploys.
+    pub assets: Arc<crate::assets::AssetsFrontend>,
+    /// Where a deploy's purge requests go (the purge outbox); `None`: nowhere (logged at debug).
+    pub purge: Option<Arc<dyn crate::assets::PurgeSink>>,
 }

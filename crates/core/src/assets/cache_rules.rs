@@ -304,15 +304,25 @@ mod tests {
     #[test]
     fn hashed_files_are_immutable_for_a_year() {
         let (c, cdn) = cc("assets/index-BzT3c9aF.js");
-        assert_eq!(c, "public, max-age=31536000, stale-if-error=86400, immutable");
+        assert_eq!(
+            c,
+            "public, max-age=31536000, stale-if-error=86400, immutable"
+        );
         assert_eq!(cdn, None);
-        assert!(RuleSet::default().decide("main.3f2a9c1b.css").is_immutable());
+        assert!(
+            RuleSet::default()
+                .decide("main.3f2a9c1b.css")
+                .is_immutable()
+        );
     }
 
     #[test]
     fn images_a_week_at_the_edge_a_day_in_the_browser() {
         let (c, cdn) = cc("img/logo.png");
-        assert_eq!(c, "public, max-age=86400, s-maxage=604800, stale-if-error=86400");
+        assert_eq!(
+            c,
+            "public, max-age=86400, s-maxage=604800, stale-if-error=86400"
+        );
         assert_eq!(cdn.as_deref(), Some("max-age=604800, stale-if-error=86400"));
         // A hashed image is hashed first.
         assert!(cc("assets/logo-Cq8Zz1Ab.png").0.contains("immutable"));
@@ -359,8 +369,15 @@ mod tests {
             directives: Directives::private(),
         };
         let set = RuleSet::new(vec![mine.clone()], true);
-        assert_eq!(set.decide("account/me.html").cache_control(), "private, max-age=0");
-        assert!(set.decide("x.html").cache_control().contains("s-maxage=300"));
+        assert_eq!(
+            set.decide("account/me.html").cache_control(),
+            "private, max-age=0"
+        );
+        assert!(
+            set.decide("x.html")
+                .cache_control()
+                .contains("s-maxage=300")
+        );
         let only = RuleSet::new(vec![mine], false);
         assert_eq!(only.decide("x.html"), Directives::standard());
         assert_eq!(Directives::preset("html"), Some(Directives::html()));

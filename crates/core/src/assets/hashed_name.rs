@@ -46,7 +46,9 @@ fn is_hex_hash(s: &str) -> bool {
 /// `name-HASH`: a Vite-style base64url hash of 8, or a hex hash of 8–20 after the last `-`.
 fn has_dash_hash(part: &str) -> bool {
     let bytes = part.as_bytes();
-    if bytes.len() > 9 && bytes[bytes.len() - 9] == b'-' && looks_random_b64(&part[part.len() - 8..])
+    if bytes.len() > 9
+        && bytes[bytes.len() - 9] == b'-'
+        && looks_random_b64(&part[part.len() - 8..])
     {
         return true;
     }
@@ -78,7 +80,9 @@ fn looks_random_b64(s: &str) -> bool {
         return false;
     }
     let upper = b.iter().any(u8::is_ascii_uppercase);
-    let lower_or_digit = b.iter().any(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let lower_or_digit = b
+        .iter()
+        .any(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     let changes = b.windows(2).filter(|w| class(w[0]) != class(w[1])).count();
     upper && lower_or_digit && changes >= 2
 }

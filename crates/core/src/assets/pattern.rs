@@ -165,8 +165,8 @@ impl PathPattern {
         if pattern.chars().any(|c| c.is_control() || c == '\\') {
             return Err(PatternError::BadChar);
         }
-        let wildcards = pattern.matches("**").count()
-            + pattern.replace("**", "").matches(['*', '?']).count();
+        let wildcards =
+            pattern.matches("**").count() + pattern.replace("**", "").matches(['*', '?']).count();
         if wildcards > MAX_WILDCARDS {
             return Err(PatternError::TooManyWildcards);
         }

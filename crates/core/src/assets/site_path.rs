@@ -186,7 +186,14 @@ mod tests {
 
     #[test]
     fn manifest_paths() {
-        for ok in ["index.html", "a/b/c.js", "café/menu.html", "a b.txt", "x%y", ".well-known/x"] {
+        for ok in [
+            "index.html",
+            "a/b/c.js",
+            "café/menu.html",
+            "a b.txt",
+            "x%y",
+            ".well-known/x",
+        ] {
             assert_eq!(SitePath::parse(ok).unwrap().as_str(), ok);
         }
         let long_seg = "s".repeat(MAX_SEGMENT_LEN + 1);
@@ -212,7 +219,10 @@ mod tests {
     fn request_paths_decode_once_and_refuse_hostile_forms() {
         let p = |s| SitePath::from_request(s);
         assert_eq!(p(""), Ok((None, true)));
-        assert_eq!(p("docs/"), Ok((Some(SitePath::parse("docs").unwrap()), true)));
+        assert_eq!(
+            p("docs/"),
+            Ok((Some(SitePath::parse("docs").unwrap()), true))
+        );
         assert_eq!(
             p("caf%C3%A9/a%20b.js"),
             Ok((Some(SitePath::parse("café/a b.js").unwrap()), false))
@@ -244,6 +254,9 @@ mod tests {
     fn names_and_indexes() {
         let p = SitePath::parse("a/b/app.js").unwrap();
         assert_eq!(p.file_name(), "app.js");
-        assert_eq!(SitePath::parse("docs").unwrap().index().as_str(), "docs/index.html");
+        assert_eq!(
+            SitePath::parse("docs").unwrap().index().as_str(),
+            "docs/index.html"
+        );
     }
 }
