@@ -1,15 +1,16 @@
 //! The deploy a site serves now, as the serving path wants it: parsed once, with every
-//! file's response headers rendered once (Cache-Control by the rules, ETags, dates, tags).
-//! Keyed by the content hash of the site's pointer entry, so it can never outlive an
-//! activation or rollback: every request reads the (small, in-memory) pointer entry and
-//! reuses the view while its hash is unchanged.
+//! file's response headers and blob keys made once (Cache-Control by the rules, ETags,
+//! dates, tags). The front-end keeps it with the content hash of the site's pointer entry,
+//! so it can never outlive an activation or rollback: every request reads the (small,
+//! in-memory) pointer entry and reuses the view while its hash is unchanged (or, after
+//! the pointer changed, while it still names the same deploy: manifests never change).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::http::HeaderValue;
-use tiercache_core::ContentHash;
 use tiercache_core::assets::{Directives, RuleSet, SiteName};
+use tiercache_core::{CacheKey, ContentHash};
 use tiercache_store::TieredStore;
 
 use super::headers;
@@ -20,6 +21,8 @@ use crate::error::ApiError;
 
 /// One file of the live deploy, with its headers ready.
 pub struct ServedFile {
+    /// Where its identity bytes are.
+    pub key: CacheKey,
     /// The file as the manifest has it.
     pub entry: FileEntry,
     /// What the rules decided for it.
@@ -34,16 +37,14 @@ pub struct ServedFile {
     pub last_modified: HeaderValue,
     /// The identity bytes' strong ETag.
     pub etag: HeaderValue,
-    /// Stored variants, each with its own ETag.
-    pub variants: Vec<(Encoding, BlobRef, HeaderValue)>,
+    /// Stored variants, each with its blob's key and its own ETag.
+    pub variants: Vec<(Encoding, BlobRef, CacheKey, HeaderValue)>,
     /// The encodings of `variants`.
     pub encodings: Vec<Encoding>,
 }
 
 /// A site's current deploy, ready to serve.
 pub struct LiveDeploy {
-    /// The pointer entry this view was made from.
-    pub pointer_hash: ContentHash,
     /// The deploy's number.
     pub deploy: u64,
     /// The manifest.
@@ -61,42 +62,51 @@ fn value(s: &str) -> HeaderValue {
 }
 
 impl LiveDeploy {
-    /// Renders `manifest` for serving under `rules`.
-    pub fn build(pointer_hash: ContentHash, manifest: Manifest, rules: &RuleSet) -> Self {
-        let site = manifest.site.clone();
-        let tags = [site_tag(&site), deploy_tag(&site, manifest.deploy)];
+    /// Renders deploy `manifest` of `site` for serving under `rules`.
+    pub fn build(site: &SiteName, manifest: Manifest, rules: &RuleSet) -> Result<Self, ApiError> {
+        let tags = [
+            site_tag(site.as_str()),
+            deploy_tag(site.as_str(), manifest.deploy),
+        ];
         let files = manifest
             .files
             .iter()
             .map(|(path, entry)| {
                 let directives = rules.decide(path);
-                let variants: Vec<_> = entry
+                let variants = entry
                     .variants
                     .iter()
-                    .map(|(e, b)| (*e, *b, value(&headers::etag(&b.hash))))
-                    .collect();
+                    .map(|(e, b)| {
+                        Ok((
+                            *e,
+                            *b,
+                            keys::blob(site, &b.hash)?,
+                            value(&headers::etag(&b.hash)),
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, ApiError>>()?;
                 let served = ServedFile {
+                    key: keys::blob(site, &entry.hash)?,
                     entry: entry.clone(),
                     cache_control: value(&directives.cache_control()),
                     cdn_cache_control: directives.cdn_cache_control().map(|s| value(&s)),
                     content_type: value(&entry.content_type),
                     last_modified: value(&headers::http_date(entry.modified_ms)),
                     etag: value(&headers::etag(&entry.hash)),
-                    encodings: variants.iter().map(|(e, _, _)| *e).collect(),
+                    encodings: variants.iter().map(|v| v.0).collect(),
                     variants,
                     directives,
                 };
-                (path.clone(), served)
+                Ok((path.clone(), served))
             })
-            .collect();
-        LiveDeploy {
-            pointer_hash,
+            .collect::<Result<HashMap<_, _>, ApiError>>()?;
+        Ok(LiveDeploy {
             deploy: manifest.deploy,
             surrogate_key: value(&tags.join(" ")),
             cache_tag: value(&tags.join(",")),
             manifest: Arc::new(manifest),
             files,
-        }
+        })
     }
 }
 

@@ -24,6 +24,7 @@ pub mod serve;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
+use tiercache_core::ContentHash;
 use tiercache_core::assets::{RuleSet, SiteName};
 
 pub use purge_hook::{PurgeRequest, PurgeSink};
@@ -57,7 +58,8 @@ pub struct AssetsFrontend {
     sites: HashMap<SiteName, SiteConfig>,
     hosts: HashMap<String, SiteName>,
     public_url: Option<String>,
-    live: RwLock<HashMap<SiteName, Arc<live::LiveDeploy>>>,
+    /// Per site: the pointer entry's hash, and the view of the deploy it names.
+    live: RwLock<HashMap<SiteName, (ContentHash, Arc<live::LiveDeploy>)>>,
     locks: Mutex<HashMap<SiteName, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -132,22 +134,26 @@ impl AssetsFrontend {
         out
     }
 
-    /// The cached view of `site`'s current deploy, if it is still the one of `pointer_hash`.
-    fn cached(
-        &self,
-        site: &SiteName,
-        pointer_hash: &tiercache_core::ContentHash,
-    ) -> Option<Arc<live::LiveDeploy>> {
+    /// The cached view of `site`'s current deploy, if the pointer is still `pointer_hash`.
+    fn cached(&self, site: &SiteName, pointer_hash: &ContentHash) -> Option<Arc<live::LiveDeploy>> {
         let map = self.live.read().ok()?;
         map.get(site)
-            .filter(|l| &l.pointer_hash == pointer_hash)
-            .cloned()
+            .filter(|(hash, _)| hash == pointer_hash)
+            .map(|(_, view)| view.clone())
     }
 
-    /// Keeps `view` as `site`'s current deploy.
-    fn remember(&self, site: &SiteName, view: Arc<live::LiveDeploy>) {
+    /// The cached view of deploy `n` of `site`, whatever pointer it was found through.
+    fn cached_deploy(&self, site: &SiteName, n: u64) -> Option<Arc<live::LiveDeploy>> {
+        let map = self.live.read().ok()?;
+        map.get(site)
+            .filter(|(_, view)| view.deploy == n)
+            .map(|(_, view)| view.clone())
+    }
+
+    /// Keeps `view` as `site`'s current deploy, found through the pointer `pointer_hash`.
+    fn remember(&self, site: &SiteName, pointer_hash: ContentHash, view: Arc<live::LiveDeploy>) {
         if let Ok(mut map) = self.live.write() {
-            map.insert(site.clone(), view);
+            map.insert(site.clone(), (pointer_hash, view));
         }
     }
 

@@ -64,6 +64,11 @@ pub async fn current(
     let Some(n) = pointer.current else {
         return Ok(None);
     };
+    if let Some(view) = state.assets.cached_deploy(site, n) {
+        // The pointer changed (a new deploy was created) but still names this deploy.
+        state.assets.remember(site, pointer_hash, view.clone());
+        return Ok(Some(view));
+    }
     let Some(manifest) = live::manifest(&state.store, site, n).await? else {
         tracing::warn!(%site, deploy = n, "the current deploy's manifest is gone from the cache (evicted or expired)");
         return Err(ApiError::new(
@@ -71,12 +76,8 @@ pub async fn current(
             format!("deploy {n} of this site is no longer in the cache; deploy it again"),
         ));
     };
-    let view = Arc::new(LiveDeploy::build(
-        pointer_hash,
-        manifest,
-        state.assets.rules(),
-    ));
-    state.assets.remember(site, view.clone());
+    let view = Arc::new(LiveDeploy::build(site, manifest, state.assets.rules())?);
+    state.assets.remember(site, pointer_hash, view.clone());
     Ok(Some(view))
 }
 
@@ -207,8 +208,8 @@ async fn serve_inner(
         negotiate::choose(text(ACCEPT_ENCODING), &file.encodings)
     };
     let (blob, size, etag) = match encoding.and_then(|e| file.variants.iter().find(|v| v.0 == e)) {
-        Some((_, b, tag)) => (b.hash, b.size, tag),
-        None => (file.entry.hash, file.entry.size, &file.etag),
+        Some((_, b, key, tag)) => (key, b.size, tag),
+        None => (&file.key, file.entry.size, &file.etag),
     };
     let mut h = common(&view, file, etag);
     let etag_text = etag.to_str().unwrap_or("");
@@ -254,8 +255,8 @@ async fn serve_inner(
         count("head");
         return Ok((status, h).into_response());
     }
-    let Some(hit) = state.store.get(&keys::blob(site, &blob)?).await? else {
-        tracing::warn!(%site, path = %target, %blob, "a file of the current deploy is gone from the cache (evicted or expired)");
+    let Some(hit) = state.store.get(blob).await? else {
+        tracing::warn!(%site, path = %target, key = %blob, "a file of the current deploy is gone from the cache (evicted or expired)");
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "this file is no longer in the cache; deploy the site again",
