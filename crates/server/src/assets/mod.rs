@@ -11,6 +11,8 @@
 //! - `routes.rs`: the routes, and dispatch by `Host`.
 
 pub mod deploy;
+#[cfg(test)]
+mod deploy_tests;
 pub mod headers;
 pub mod keys;
 pub mod live;
