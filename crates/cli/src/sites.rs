@@ -30,9 +30,12 @@ use tiercache_server::assets::{AssetsConfig, SiteConfig};
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteFile {
+    /// The site's name, as `tiercache deploy --site` gives it.
     pub name: String,
+    /// Hosts whose requests are all this site's.
     #[serde(default)]
     pub hostnames: Vec<String>,
+    /// Where the CDN serves the site, for purge URLs.
     pub public_url: Option<String>,
 }
 
@@ -40,7 +43,9 @@ pub struct SiteFile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Seconds {
+    /// Whole seconds.
     Number(u64),
+    /// A duration such as `10m` or `1d`.
     Text(String),
 }
 
@@ -59,15 +64,25 @@ impl Seconds {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleFile {
+    /// The path pattern a file must match.
     pub pattern: Option<String>,
+    /// Only content-hashed names (true) or only others (false).
     pub hashed: Option<bool>,
+    /// The directives to start from.
     pub preset: Option<String>,
+    /// `max-age`: the browser's lifetime.
     pub max_age: Option<Seconds>,
+    /// `s-maxage`: shared caches' lifetime.
     pub s_maxage: Option<Seconds>,
+    /// `stale-while-revalidate`.
     pub stale_while_revalidate: Option<Seconds>,
+    /// `stale-if-error`.
     pub stale_if_error: Option<Seconds>,
+    /// `immutable`.
     pub immutable: Option<bool>,
+    /// `private` instead of `public`.
     pub private: Option<bool>,
+    /// `no-store`.
     pub no_store: Option<bool>,
 }
 
@@ -77,6 +92,7 @@ pub struct RuleFile {
 pub struct AssetsFile {
     /// Whether the seed's rules follow the configured ones (default true).
     pub default_rules: Option<bool>,
+    /// The configured rules, in order.
     #[serde(default)]
     pub rules: Vec<RuleFile>,
 }

@@ -17,6 +17,7 @@ use super::manifest::{Manifest, changed_paths};
 /// What a deploy (or rollback) asks the CDN to forget: sent to the purge outbox when one is configured.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct PurgeRequest {
+    /// The site whose current deploy changed.
     pub site: String,
     /// Absolute URLs (the site's `public_url` + path; also `/assets/{site}/{path}` on this server's public URL if known).
     pub urls: Vec<String>,
@@ -28,6 +29,7 @@ pub struct PurgeRequest {
 
 /// Where purge requests go; part B implements it with its durable outbox.
 pub trait PurgeSink: Send + Sync {
+    /// Hands `request` over; an error is logged by the caller and never fails the deploy.
     fn submit(&self, request: PurgeRequest) -> futures::future::BoxFuture<'_, Result<(), String>>;
 }
 
