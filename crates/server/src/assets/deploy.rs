@@ -88,7 +88,11 @@ pub async fn create(
     body: HttpBody,
 ) -> Result<Response, ApiError> {
     let site = site_of(&site)?;
-    deployer(&state, &headers)?;
+    if let Err(e) = deployer(&state, &headers) {
+        // Read the body first, so the client sees the refusal instead of a reset.
+        upload::drain(body).await;
+        return Err(e);
+    }
     let bytes = axum::body::to_bytes(body, MAX_MANIFEST_BYTES)
         .await
         .map_err(|_| {
