@@ -45,6 +45,8 @@ pub enum Command {
     Template(crate::template::args::TemplateArgs),
     /// Purge a site's URLs, tags or everything at its CDNs and caches; --status lists pending and failed purges.
     Purge(crate::purge::PurgeArgs),
+    /// Upload a built site as a new deploy and make it live (or --rollback to the previous one).
+    Deploy(crate::deploy::args::DeployArgs),
 }
 
 /// Flags of `tiercache stats`.

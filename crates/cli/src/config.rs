@@ -52,6 +52,12 @@ pub struct FileConfig {
     /// `[purge]` and `[[purge.providers]]`: where CDN purges go.
     #[serde(default)]
     pub purge: tiercache_server::cdn::PurgeFile,
+    /// `[[sites]]`: static sites served by hostname (and their public URLs).
+    #[serde(default)]
+    pub sites: Vec<crate::sites::SiteFile>,
+    /// `[assets]`: the Cache-Control rules of static assets.
+    #[serde(default)]
+    pub assets: crate::sites::AssetsFile,
 }
 
 /// The `[sharing]` section of the file: when user uploads become shared.
@@ -211,6 +217,8 @@ pub struct ServeConfig {
     pub leakage_interval: Option<Duration>,
     /// CDN purge providers; `None` when none is configured.
     pub purge: Option<tiercache_server::cdn::PurgeConfig>,
+    /// Static asset hosting: sites and Cache-Control rules.
+    pub assets: tiercache_server::assets::AssetsConfig,
 }
 
 fn size(what: &str, s: &str) -> anyhow::Result<u64> {
@@ -425,6 +433,7 @@ impl ServeConfig {
         store.l3 = resolve_l3(&args.fleet, file.l3, &mut store)?;
         store.redis = resolve_redis(&args.fleet, file.redis, &mut store)?;
         let public_url = args.public_url.or(file.public_url);
+        let assets = crate::sites::resolve(&file.sites, &file.assets, public_url.clone())?;
         let upstream = args.npm_upstream.or(file.npm.upstream.clone());
         let npm = resolve_npm(file.npm, upstream, public_url)?;
         let build = resolve_build(file.build, &store)?;
@@ -441,6 +450,7 @@ impl ServeConfig {
             insecure_no_auth: args.insecure_no_auth,
             leakage_interval,
             purge,
+            assets,
         })
     }
 }

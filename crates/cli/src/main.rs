@@ -4,6 +4,7 @@ mod audit;
 mod build;
 mod cli;
 mod config;
+mod deploy;
 mod http;
 mod npmrc;
 mod prewarm;
@@ -11,6 +12,7 @@ mod purge;
 mod scan;
 mod scan_shared;
 mod serve;
+mod sites;
 mod stats;
 mod stdout;
 mod template;
@@ -42,6 +44,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Token(args) => token::run(args),
         cli::Command::Template(args) => template::run(args),
         cli::Command::Purge(args) => purge::run(args).map(success),
+        cli::Command::Deploy(args) => deploy::run(args),
     };
     match result {
         Ok(code) => code,

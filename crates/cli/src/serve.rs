@@ -84,6 +84,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         auth: Arc::new(auth),
         audit,
         leakage,
+        assets: Arc::new(tiercache_server::assets::AssetsFrontend::new(config.assets)),
         purge,
         purge_outbox,
     };

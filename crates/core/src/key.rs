@@ -73,6 +73,12 @@ fn id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
 
+/// Checks `s` as an id (template and user ids, site names): 1–64 of `A-Z a-z 0-9 . _ -`,
+/// no `..`, not starting with `.`; `part` names it in the error.
+pub(crate) fn check_id(part: &'static str, s: &str) -> Result<(), KeyError> {
+    check(part, s, MAX_ID_LEN, id_char)
+}
+
 fn name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '@' | '=' | '~' | ',')
 }

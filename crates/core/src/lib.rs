@@ -4,6 +4,7 @@
 //! Nothing here performs I/O, so every rule can be tested (and trusted) on its own.
 
 pub mod access;
+pub mod assets;
 pub mod entry;
 pub mod hash;
 pub mod key;

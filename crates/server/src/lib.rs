@@ -1,6 +1,7 @@
 //! The HTTP face of tiercache: the generic object API, `/healthz` and `/metrics`, over
 //! the tiered store. Front-ends (npm, build cache, assets) mount their routes here too.
 
+pub mod assets;
 pub mod auth;
 pub mod build;
 pub mod cdn;
@@ -24,7 +25,7 @@ pub use state::AppState;
 
 /// Every route of the server.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .merge(routes::health::routes())
         .merge(routes::admin::routes())
         .merge(routes::audit::routes())
@@ -33,6 +34,18 @@ pub fn router(state: AppState) -> Router {
         .merge(npm::routes::routes())
         .merge(build::routes::routes())
         .merge(cdn::routes::routes())
+        .merge(assets::routes::routes())
+        .fallback(|| async { axum::http::StatusCode::NOT_FOUND });
+    // Requests for a site's own hostname are that site's, whatever their path.
+    let router = if state.assets.has_hostnames() {
+        router.layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            assets::routes::by_host,
+        ))
+    } else {
+        router
+    };
+    router
         // Bodies stream to disk and are limited by the store's own entry limit.
         .layer(DefaultBodyLimit::disable())
         .layer(TraceLayer::new_for_http())

@@ -24,6 +24,8 @@ pub struct AppState {
     pub leakage: Arc<tiercache_store::leakage::Leakage>,
     /// Who is asking: signed tokens, or single-user mode without a secret.
     pub auth: Arc<crate::auth::Auth>,
+    /// Static asset hosting: sites, hostnames, Cache-Control rules, the live deploys.
+    pub assets: Arc<crate::assets::AssetsFrontend>,
     /// Where purges are handed over (deploys); `None` when no purge provider is configured.
     pub purge: Option<Arc<dyn crate::cdn::PurgeSink>>,
     /// The purge outbox behind `purge`, for `/admin/purges`.
