@@ -354,8 +354,7 @@ async fn through(c: &reqwest::Client, url: &str) -> (String, bool) {
 }
 
 /// The origin behind Varnish in the URL test: tiercache's own object API (answers with an
-/// ETag). After the assets front-end lands, `put` becomes a deploy and `path` an
-/// `/assets/{site}/{path}` URL; nothing else in the test changes.
+/// ETag); the deploy test serves `/assets/{site}/{path}` instead.
 struct Origin<'a> {
     tc: &'a Tc,
 }
@@ -431,6 +430,79 @@ async fn varnish_serves_new_content_after_a_url_purge() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// Writes a built site (an HTML page and a content-hashed script) into `dir`.
+fn site_files(dir: &Path, page: &str) {
+    std::fs::create_dir_all(dir.join("assets")).unwrap();
+    std::fs::write(dir.join("index.html"), page).unwrap();
+    std::fs::write(
+        dir.join("assets/index-BzT3c9aF.js"),
+        "console.log('built once, immutable');",
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deploy_purges_the_changed_page_from_varnish_and_the_hashed_script_stays_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let vport = free_port();
+    // Varnish is the site's edge: its public URL is the one purges name.
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[sites]]\nname = \"docs\"\npublic_url = \"http://127.0.0.1:{vport}/assets/docs\"\n\
+             [purge]\nretry_min = \"100ms\"\nretry_max = \"500ms\"\n\
+             [[purge.providers]]\nkind = \"http\"\nname = \"varnish\"\nnodes = [\"http://127.0.0.1:{vport}\"]\n"
+        ),
+    );
+    let tc = Tc::start(&dir.path().join("data"), &config, &[]);
+    let c = common::client();
+    let v1 = dir.path().join("v1");
+    site_files(&v1, "<h1>version one</h1>");
+    let deploy = |src: PathBuf| {
+        let base = tc.base.clone();
+        async move {
+            let (ok, out, err) = cli(vec![
+                "deploy".into(),
+                src.display().to_string(),
+                "--site".into(),
+                "docs".into(),
+                "--server".into(),
+                base,
+            ])
+            .await;
+            assert!(ok, "deploy failed: {out}{err}");
+        }
+    };
+    deploy(v1).await;
+    let varnish = Varnish::start_on(vport, tc.port());
+    let page = format!("{}/assets/docs/index.html", varnish.base());
+    let script = format!("{}/assets/docs/assets/index-BzT3c9aF.js", varnish.base());
+    for url in [&page, &script] {
+        assert!(!through(&c, url).await.1, "first GET of {url} is a miss");
+        assert!(through(&c, url).await.1, "second GET of {url} is a hit");
+    }
+
+    // A new deploy changes the page only: tiercache purges it (not the immutable script).
+    let v2 = dir.path().join("v2");
+    site_files(&v2, "<h1>version two</h1>");
+    deploy(v2).await;
+    let list = until_delivered(&c, &tc, Duration::from_secs(30)).await;
+    assert!(list["failed"].as_array().unwrap().is_empty(), "{list:#}");
+    let (body, hit) = through(&c, &page).await;
+    assert_eq!(
+        (body.as_str(), hit),
+        ("<h1>version two</h1>", false),
+        "the page was purged:\n{}",
+        varnish.log()
+    );
+    let (body, hit) = through(&c, &script).await;
+    assert!(
+        hit,
+        "the hashed script is still served from Varnish's cache"
+    );
+    assert_eq!(body, "console.log('built once, immutable');");
 }
 
 /// A tiny origin whose answers carry `Cache-Tag`, for tag and prefix bans.
