@@ -43,8 +43,10 @@ pub enum Command {
     Token(crate::token::TokenArgs),
     /// Warm, restore and list template caches ([[templates]] in the config file).
     Template(crate::template::args::TemplateArgs),
-    /// Purge a site's URLs, tags or everything at its CDNs and caches; --status lists pending and failed purges.
+    /// Purge cache entries (--key, --prefix, --tag, --scope, --kind; --dry-run counts), or a site's URLs, tags or everything at its CDNs (--site); --status lists pending and failed CDN purges.
     Purge(crate::purge::PurgeArgs),
+    /// Send an invalidation event (package-update, template-update, deploy, build-invalidate, epoch) to every node.
+    Invalidate(crate::invalidate::InvalidateArgs),
     /// Upload a built site as a new deploy and make it live (or --rollback to the previous one).
     Deploy(crate::deploy::args::DeployArgs),
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use tiercache_server::auth::{AuthConfig, AuthSecret};
 use tiercache_server::build::BuildConfig;
 use tiercache_server::npm::NpmConfig;
-use tiercache_server::npm::config::UpstreamToken;
+use tiercache_server::npm::config::{HookSecret, UpstreamToken};
 use tiercache_store::StoreConfig;
 use tiercache_store::fleet::RedisConfig;
 use tiercache_store::tier::object::L3Config;
@@ -49,6 +49,12 @@ pub struct FileConfig {
     pub templates: Vec<crate::template::config::TemplateFile>,
     #[serde(default)]
     pub leakage: LeakageFile,
+    /// `[invalidation]`: how the fleet's invalidation events are followed.
+    #[serde(default)]
+    pub invalidation: InvalidationFile,
+    /// `[epochs]`: configured version epochs per kind and per template.
+    #[serde(default)]
+    pub epochs: tiercache_store::EpochTable,
     /// `[purge]` and `[[purge.providers]]`: where CDN purges go.
     #[serde(default)]
     pub purge: tiercache_server::cdn::PurgeFile,
@@ -67,6 +73,15 @@ pub struct SharingFile {
     /// Distinct users of a template whose byte-identical build artifacts promote them to the
     /// template's scope (default 2; 0 = never).
     pub promote_after: Option<u32>,
+}
+
+/// The `[invalidation]` section of the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidationFile {
+    /// How long a fleet node that has not caught up on events answers from L3 and the
+    /// origin only (default 30s).
+    pub grace: Option<String>,
 }
 
 /// The `[leakage] interval` of the file: how often the shared scopes are scanned.
@@ -177,6 +192,8 @@ pub struct NpmFile {
     /// Per private scope: `[npm.scopes."@acme"] upstream = "..."`.
     #[serde(default)]
     pub scopes: BTreeMap<String, ScopeFile>,
+    /// The environment variable holding the npm hooks' shared secret (`POST /hooks/npm`).
+    pub hook_secret_env: Option<String>,
 }
 
 /// One private scope's settings.
@@ -430,6 +447,18 @@ impl ServeConfig {
         if let Some(k) = file.sharing.promote_after {
             store.promote_after = k;
         }
+        if let Some(g) = &file.invalidation.grace {
+            store.event_grace = duration("invalidation grace", g)?;
+        }
+        for kind in file.epochs.kinds.keys() {
+            tiercache_core::Kind::new(kind)
+                .map_err(|e| anyhow::anyhow!("[epochs.kinds] {kind:?}: {e}"))?;
+        }
+        for t in file.epochs.templates.keys() {
+            tiercache_core::Scope::template(t)
+                .map_err(|e| anyhow::anyhow!("[epochs.templates] {t:?}: {e}"))?;
+        }
+        store.epochs = file.epochs.clone();
         store.l3 = resolve_l3(&args.fleet, file.l3, &mut store)?;
         store.redis = resolve_redis(&args.fleet, file.redis, &mut store)?;
         let public_url = args.public_url.or(file.public_url);
@@ -495,6 +524,13 @@ fn resolve_npm(
             bail!("npm private scope {scope:?} must look like @name");
         }
         c.private_scopes.insert(scope, None);
+    }
+    if let Some(var) = &file.hook_secret_env {
+        let secret = std::env::var(var)
+            .map_err(|_| anyhow::anyhow!("[npm] hook_secret_env: {var} is not set"))?;
+        c.hook_secret = Some(HookSecret::new(secret.trim()).ok_or_else(|| {
+            anyhow::anyhow!("{var}: an npm hook secret is at least 16 characters")
+        })?);
     }
     for (scope, s) in file.scopes {
         if !c.private_scopes.contains_key(&scope) {

@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod deploy;
 mod http;
+mod invalidate;
 mod npmrc;
 mod prewarm;
 mod purge;
@@ -44,6 +45,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Token(args) => token::run(args),
         cli::Command::Template(args) => template::run(args),
         cli::Command::Purge(args) => purge::run(args).map(success),
+        cli::Command::Invalidate(args) => invalidate::run(args).map(success),
         cli::Command::Deploy(args) => deploy::run(args),
     };
     match result {

@@ -14,15 +14,31 @@ use crate::http;
 /// Flags of `tiercache purge`.
 #[derive(Args, Debug)]
 pub struct PurgeArgs {
-    /// The site whose content is purged.
-    #[arg(long, required_unless_present_any = ["status", "retry", "forget"])]
+    /// The site whose content is purged at its CDNs (without it: cache entries are purged).
+    #[arg(long, required_unless_present_any = ["status", "retry", "forget", "keys", "prefixes", "scopes", "kinds", "tags"])]
     pub site: Option<String>,
     /// An absolute URL to purge (repeatable); one ending with * purges every URL starting so.
     #[arg(long = "path", visible_alias = "url", value_name = "URL")]
     pub paths: Vec<String>,
-    /// A cache tag / surrogate key to purge (repeatable).
+    /// A cache tag / surrogate key to purge (repeatable); without --site, the cache's own
+    /// entries carrying the tag.
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
+    /// Without --site: the cache entry with this key (`<scope>/<kind>/<name>`), on every node.
+    #[arg(long = "key", value_name = "KEY", conflicts_with = "site")]
+    pub keys: Vec<String>,
+    /// Without --site: every cache entry whose key starts with this.
+    #[arg(long = "prefix", value_name = "PREFIX", conflicts_with = "site")]
+    pub prefixes: Vec<String>,
+    /// Without --site: every entry of this scope (global, template/T, user/U).
+    #[arg(long = "scope", value_name = "SCOPE", conflicts_with = "site")]
+    pub scopes: Vec<String>,
+    /// Without --site: every entry of this kind (npm-full, turbo, ...), in every scope.
+    #[arg(long = "kind", value_name = "KIND", conflicts_with = "site")]
+    pub kinds: Vec<String>,
+    /// Cache entries: count what would be removed per tier, remove nothing.
+    #[arg(long, conflicts_with = "site")]
+    pub dry_run: bool,
     /// Purge everything of the site.
     #[arg(long)]
     pub all: bool,
@@ -52,6 +68,29 @@ pub struct PurgeArgs {
 
 /// Runs the command.
 pub fn run(args: PurgeArgs) -> anyhow::Result<()> {
+    let cache_purge =
+        args.site.is_none() && !args.status && args.retry.is_none() && args.forget.is_none();
+    if cache_purge {
+        let selection = crate::invalidate::EntrySelection {
+            keys: args.keys,
+            prefixes: args.prefixes,
+            tags: args.tags,
+            scopes: args.scopes,
+            kinds: args.kinds,
+        };
+        if selection.is_empty() {
+            bail!(
+                "nothing to purge: give --key, --prefix, --tag, --scope or --kind (or --site for a CDN purge)"
+            );
+        }
+        return crate::invalidate::purge_entries(
+            &args.server,
+            args.token.as_deref(),
+            &selection,
+            args.dry_run,
+            args.json,
+        );
+    }
     let base = http::server_base(&args.server)?;
     let wait = args
         .wait
@@ -95,6 +134,9 @@ pub fn run(args: PurgeArgs) -> anyhow::Result<()> {
         }
         if args.paths.is_empty() && args.tags.is_empty() && !args.all {
             bail!("nothing to purge: give --path URL, --tag TAG or --all");
+        }
+        if args.site.is_none() {
+            bail!("--path and --all purge a site at its CDNs: give --site");
         }
         let body = json!({
             "site": args.site,

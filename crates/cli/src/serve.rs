@@ -53,6 +53,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     );
     // Runs until the server stops (dropped at the end of this function).
     let _leakage_job = config.leakage_interval.map(|i| leakage.spawn_periodic(i));
+    // With a fleet: every node applies every invalidation event (dropped at the end).
+    let _events = store.follow_events(&config.store.data_dir);
+    if _events.is_some() {
+        info!(grace = ?config.store.event_grace, "following the fleet's invalidation events");
+    }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;

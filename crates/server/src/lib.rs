@@ -7,6 +7,7 @@ pub mod build;
 pub mod cdn;
 pub mod error;
 pub mod etag;
+pub mod invalidation;
 pub mod metrics_export;
 pub mod npm;
 pub mod routes;
@@ -35,6 +36,8 @@ pub fn router(state: AppState) -> Router {
         .merge(build::routes::routes())
         .merge(cdn::routes::routes())
         .merge(assets::routes::routes())
+        .merge(invalidation::routes::routes())
+        .merge(invalidation::npm_hook::routes())
         .fallback(|| async { axum::http::StatusCode::NOT_FOUND });
     // Requests for a site's own hostname are that site's, whatever their path.
     let router = if state.assets.has_hostnames() {

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
-use tiercache_core::assets::RuleSet;
+use tiercache_core::assets::{RuleSet, SitePath};
 
 use super::manifest::{Manifest, changed_paths};
 
@@ -66,6 +66,28 @@ fn urls_of(base: &str, path: &str) -> Vec<String> {
         out.push(format!("{base}/{dir}"));
     }
     out
+}
+
+/// The purge a `deploy` event asks for: `paths` of `site` under each of `bases`, or (no
+/// paths) everything tagged with the site.
+pub fn purge_of_paths(site: &str, bases: &[String], paths: &[SitePath]) -> PurgeRequest {
+    if paths.is_empty() {
+        return PurgeRequest {
+            site: site.to_owned(),
+            urls: Vec::new(),
+            tags: vec![site_tag(site)],
+            everything: false,
+        };
+    }
+    PurgeRequest {
+        site: site.to_owned(),
+        urls: bases
+            .iter()
+            .flat_map(|b| paths.iter().flat_map(move |p| urls_of(b, p.as_str())))
+            .collect(),
+        tags: Vec::new(),
+        everything: false,
+    }
 }
 
 /// The purge a switch from `old` to `new` needs, or `None` if no mutable response changed.

@@ -34,6 +34,30 @@ pub struct NpmConfig {
     /// With auth on, the credential tiercache itself sends to a private scope's upstream
     /// (clients send tiercache tokens, which never leave the server).
     pub scope_tokens: BTreeMap<String, UpstreamToken>,
+    /// The shared secret of the registry's change hooks (`POST /hooks/npm`); none = off.
+    pub hook_secret: Option<HookSecret>,
+}
+
+/// The npm hooks' shared secret: never printed.
+#[derive(Clone)]
+pub struct HookSecret(Vec<u8>);
+
+impl HookSecret {
+    /// A secret, if it is long enough to be one (16 bytes or more).
+    pub fn new(secret: &str) -> Option<Self> {
+        (secret.len() >= 16).then(|| HookSecret(secret.as_bytes().to_vec()))
+    }
+
+    /// The bytes, for the HMAC.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for HookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// A registry credential: sent as `Authorization: Bearer`, never printed.
@@ -77,6 +101,7 @@ impl NpmConfig {
             read_timeout: Duration::from_secs(30),
             private_scopes: BTreeMap::new(),
             scope_tokens: BTreeMap::new(),
+            hook_secret: None,
         }
     }
 

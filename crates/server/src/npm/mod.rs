@@ -34,9 +34,12 @@ pub use realm::Realm;
 use stats::{NpmStats, Outcome};
 use upstream::{Fetched, Upstream};
 
-const KIND_INDEX: &str = "npm-index";
-const KIND_FULL: &str = "npm-full";
-const KIND_CORGI: &str = "npm-corgi";
+/// A package's index (what the proxy knows of it); events name it to invalidate a package.
+pub const KIND_INDEX: &str = "npm-index";
+/// A package's full packument, as served.
+pub const KIND_FULL: &str = "npm-full";
+/// A package's abbreviated (corgi) packument, as served.
+pub const KIND_CORGI: &str = "npm-corgi";
 const KIND_TARBALL: &str = "npm-tgz";
 
 /// A tarball as the front-end has it.

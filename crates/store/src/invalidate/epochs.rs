@@ -17,6 +17,7 @@ use crate::error::StoreError;
 
 /// Epochs by kind and by template; absent = 0.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EpochTable {
     #[serde(default)]
     pub kinds: BTreeMap<String, u32>,
