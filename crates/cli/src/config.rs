@@ -75,6 +75,24 @@ pub struct SharingFile {
     pub promote_after: Option<u32>,
 }
 
+/// Adds a tier's `[<tier>.kind_ttl]` entries (kind → duration, never zero) to `into`.
+fn kind_ttls(
+    tier: &str,
+    file: &BTreeMap<String, String>,
+    into: &mut BTreeMap<String, Duration>,
+) -> anyhow::Result<()> {
+    for (kind, text) in file {
+        tiercache_core::Kind::new(kind)
+            .map_err(|e| anyhow::anyhow!("[{tier}.kind_ttl] {kind:?}: {e}"))?;
+        let ttl = duration(&format!("{tier} TTL of {kind}"), text)?;
+        if ttl.is_zero() {
+            bail!("[{tier}.kind_ttl] {kind}: a TTL must be longer than zero");
+        }
+        into.insert(kind.clone(), ttl);
+    }
+    Ok(())
+}
+
 /// The `[invalidation]` section of the file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,6 +161,9 @@ pub struct AuditFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct L3File {
+    /// Kinds with their own TTL: `[l3.kind_ttl] asset-blob = "365d"`.
+    #[serde(default)]
+    pub kind_ttl: BTreeMap<String, String>,
     pub endpoint: Option<String>,
     pub bucket: Option<String>,
     pub region: Option<String>,
@@ -213,6 +234,9 @@ pub struct TierFile {
     pub budget: Option<String>,
     pub max_entry: Option<String>,
     pub ttl: Option<String>,
+    /// Kinds with their own TTL: `[l2.kind_ttl] npm-full = "1d"`.
+    #[serde(default)]
+    pub kind_ttl: BTreeMap<String, String>,
     pub low_watermark_percent: Option<u8>,
     pub sweep_interval: Option<String>,
     pub fsync: Option<bool>,
@@ -275,6 +299,7 @@ fn resolve_l3(
     if let Some(p) = args.l3_path_style.or(file.path_style) {
         l3.path_style = p;
     }
+    kind_ttls("l3", &file.kind_ttl, &mut l3.kind_ttl)?;
     if let Some(t) = args.l3_ttl.clone().or(file.ttl) {
         l3.ttl = duration("L3 TTL", &t)?;
     }
@@ -402,6 +427,8 @@ impl ServeConfig {
         if let Some(s) = args.l1_max_entry.or(file.l1.max_entry) {
             store.l1.max_entry_bytes = size("L1 max entry", &s)?;
         }
+        kind_ttls("l1", &file.l1.kind_ttl, &mut store.l1.kind_ttl)?;
+        kind_ttls("l2", &file.l2.kind_ttl, &mut store.l2.kind_ttl)?;
         if let Some(s) = args.l1_ttl.or(file.l1.ttl) {
             store.l1.ttl = duration("L1 TTL", &s)?;
         }
@@ -640,7 +667,8 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(
             &path,
-            "[audit]\nmax_file = \"1MiB\"\nmax_files = 3\n[sharing]\npromote_after = 3\n",
+            "[audit]\nmax_file = \"1MiB\"\nmax_files = 3\n[sharing]\npromote_after = 3\n\
+             [l2.kind_ttl]\nnpm-full = \"1h\"\n[epochs.kinds]\nnpm-tgz = 2\n[invalidation]\ngrace = \"5s\"\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -651,6 +679,12 @@ mod tests {
         assert_eq!(c.store.audit_max_file_bytes, 1024 * 1024);
         assert_eq!(c.store.audit_max_files, 3);
         assert_eq!(c.store.promote_after, 3);
+        assert_eq!(
+            c.store.l2.kind_ttl.get("npm-full"),
+            Some(&Duration::from_secs(3600))
+        );
+        assert_eq!(c.store.epochs.kinds.get("npm-tgz"), Some(&2));
+        assert_eq!(c.store.event_grace, Duration::from_secs(5));
         std::fs::write(&path, "[audit]\nmax_file = \"0\"\n").unwrap();
         let args = ServeArgs {
             config: Some(path),

@@ -1,11 +1,71 @@
 //! The lifetime and size policies of the local tiers.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One MiB.
 pub const MIB: u64 = 1024 * 1024;
 /// One day.
 pub const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// A tier's lifetime for entries: one for every kind, and the kinds that differ (hashed
+/// site assets live a year; a tier may keep packuments shorter than tarballs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ttl {
+    /// For every kind not listed.
+    pub default: Duration,
+    /// By kind.
+    pub kinds: Arc<BTreeMap<String, Duration>>,
+}
+
+impl Ttl {
+    /// One lifetime for every kind.
+    pub fn new(default: Duration) -> Self {
+        Ttl {
+            default,
+            kinds: Arc::new(BTreeMap::new()),
+        }
+    }
+
+    /// The same, with `kinds` differing.
+    pub fn with_kinds(default: Duration, kinds: BTreeMap<String, Duration>) -> Self {
+        Ttl {
+            default,
+            kinds: Arc::new(kinds),
+        }
+    }
+
+    /// The lifetime of entries of `kind`.
+    pub fn of_kind(&self, kind: &str) -> Duration {
+        self.kinds.get(kind).copied().unwrap_or(self.default)
+    }
+
+    /// The lifetime of the entry whose key text is `key` (`<scope>/<kind>/<name>`).
+    pub fn of_key(&self, key: &str) -> Duration {
+        let mut parts = key.splitn(4, '/');
+        let kind = match parts.next() {
+            Some("global") => parts.next(),
+            Some(_) => parts.nth(1),
+            None => None,
+        };
+        kind.map_or(self.default, |k| self.of_kind(k))
+    }
+
+    /// Whether any lifetime is zero (a configuration mistake).
+    pub fn has_zero(&self) -> bool {
+        self.default.is_zero() || self.kinds.values().any(Duration::is_zero)
+    }
+}
+
+/// The lifetimes the seed gives site assets in the long-lived tiers: a deploy's files,
+/// manifest and pointer stay as long as a hashed asset may be cached (a year).
+pub fn asset_kind_ttls() -> BTreeMap<String, Duration> {
+    ["asset-blob", "asset-deploy", "asset-current"]
+        .into_iter()
+        .map(|k| (k.to_owned(), 365 * DAY))
+        .collect()
+}
 
 /// How the in-memory tier spends its byte budget.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +76,8 @@ pub struct L1Policy {
     pub max_entry_bytes: u64,
     /// How long an entry stays in memory after it was put there.
     pub ttl: Duration,
+    /// Kinds that stay a different time.
+    pub kind_ttl: BTreeMap<String, Duration>,
 }
 
 impl Default for L1Policy {
@@ -24,6 +86,7 @@ impl Default for L1Policy {
             budget_bytes: 256 * MIB,
             max_entry_bytes: 4 * MIB,
             ttl: Duration::from_secs(3600),
+            kind_ttl: BTreeMap::new(),
         }
     }
 }
@@ -37,6 +100,8 @@ pub struct L2Policy {
     pub low_watermark_percent: u8,
     /// How long an entry is served after it was written to disk.
     pub ttl: Duration,
+    /// Kinds served a different time (site assets: a year).
+    pub kind_ttl: BTreeMap<String, Duration>,
     /// Whether a blob is flushed to stable storage before its write is acknowledged. Off,
     /// a power loss can turn recent entries into misses (reads verify every byte, so they
     /// are never served wrong); on, a write costs the disk's fsync bandwidth.
@@ -49,12 +114,25 @@ impl Default for L2Policy {
             budget_bytes: 50_000_000_000,
             low_watermark_percent: 90,
             ttl: 7 * DAY,
+            kind_ttl: asset_kind_ttls(),
             fsync: true,
         }
     }
 }
 
+impl L1Policy {
+    /// The lifetimes, by kind.
+    pub fn ttls(&self) -> Ttl {
+        Ttl::with_kinds(self.ttl, self.kind_ttl.clone())
+    }
+}
+
 impl L2Policy {
+    /// The lifetimes, by kind.
+    pub fn ttls(&self) -> Ttl {
+        Ttl::with_kinds(self.ttl, self.kind_ttl.clone())
+    }
+
     /// The usage eviction stops at.
     pub fn low_watermark_bytes(&self) -> u64 {
         self.budget_bytes / 100 * u64::from(self.low_watermark_percent.min(100))

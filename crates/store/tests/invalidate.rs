@@ -244,3 +244,28 @@ async fn only_an_everywhere_invalidation_reaches_l3() {
     assert!(!has(&store, "global/npm-full/vite").await);
     assert!(has(&store, "user/alice/turbo/web~bb").await);
 }
+
+#[tokio::test]
+async fn a_kind_can_live_shorter_or_longer_than_its_tier_and_expired_entries_are_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = StoreConfig::new(dir.path());
+    let short = std::time::Duration::from_millis(300);
+    cfg.l1.kind_ttl.insert("npm-full".into(), short);
+    cfg.l2.kind_ttl.insert("npm-full".into(), short);
+    assert_eq!(
+        cfg.l2.ttls().of_key("global/asset-blob/docs~x"),
+        std::time::Duration::from_secs(365 * 24 * 3600),
+        "site assets live a year by default"
+    );
+    let store = TieredStore::open(&cfg).await.unwrap();
+    put(&store, "global/npm-full/react", &[]).await;
+    put(&store, "global/npm-tgz/react~react-18.2.0.tgz", &[]).await;
+    assert!(has(&store, "global/npm-full/react").await);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !has(&store, "global/npm-full/react").await,
+        "past its kind's TTL"
+    );
+    assert!(has(&store, "global/npm-tgz/react~react-18.2.0.tgz").await);
+    assert!(store.l2().stats().snapshot().expired >= 1);
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use moka::future::Cache;
 use moka::notification::RemovalCause;
-use tiercache_core::{CacheKey, EntryMeta, L1Policy, Selector};
+use tiercache_core::{CacheKey, EntryMeta, L1Policy, Selector, Ttl};
 
 use crate::clock::now_ms;
 use crate::stats::{TierName, TierStats};
@@ -22,32 +22,31 @@ struct Slot {
 }
 
 struct SlotExpiry {
-    ttl: Duration,
+    ttl: Ttl,
 }
 
 impl SlotExpiry {
-    fn life(&self, slot: &Slot) -> Duration {
+    fn life(&self, key: &CacheKey, slot: &Slot) -> Duration {
+        let ttl = self.ttl.of_kind(key.kind().as_str());
         match slot.meta.expires_ms {
-            Some(e) => self
-                .ttl
-                .min(Duration::from_millis(e.saturating_sub(now_ms()))),
-            None => self.ttl,
+            Some(e) => ttl.min(Duration::from_millis(e.saturating_sub(now_ms()))),
+            None => ttl,
         }
     }
 }
 
 impl moka::Expiry<CacheKey, Slot> for SlotExpiry {
-    fn expire_after_create(&self, _: &CacheKey, slot: &Slot, _: Instant) -> Option<Duration> {
-        Some(self.life(slot))
+    fn expire_after_create(&self, key: &CacheKey, slot: &Slot, _: Instant) -> Option<Duration> {
+        Some(self.life(key, slot))
     }
     fn expire_after_update(
         &self,
-        _: &CacheKey,
+        key: &CacheKey,
         slot: &Slot,
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(self.life(slot))
+        Some(self.life(key, slot))
     }
 }
 
@@ -70,7 +69,7 @@ impl MemoryTier {
                 let w = s.bytes.len() as u64 + k.name().as_str().len() as u64 + ENTRY_OVERHEAD;
                 u32::try_from(w).unwrap_or(u32::MAX)
             })
-            .expire_after(SlotExpiry { ttl: policy.ttl })
+            .expire_after(SlotExpiry { ttl: policy.ttls() })
             .eviction_listener(move |_k, _v, cause| match cause {
                 RemovalCause::Size => on_evict.evicted(1),
                 RemovalCause::Expired => on_evict.expired(1),

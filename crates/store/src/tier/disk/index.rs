@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 use tiercache_core::policy::tier_expired;
-use tiercache_core::{ContentHash, EntryMeta};
+use tiercache_core::{ContentHash, EntryMeta, Ttl};
 
 use crate::error::StoreError;
 
@@ -68,7 +68,7 @@ pub(super) struct Tables<'t> {
     pub expiry: Table<'t, (u64, &'static str), ()>,
     pub blobs: Table<'t, &'static [u8; 32], (u64, u64)>,
     pub kinds: Table<'t, &'static str, (u64, u64)>,
-    ttl: Duration,
+    ttl: Ttl,
 }
 
 /// The kind part of a key's text (`global/<kind>/…`, `user/<id>/<kind>/…`).
@@ -82,7 +82,7 @@ pub(super) fn kind_of(key: &str) -> &str {
 }
 
 impl<'t> Tables<'t> {
-    pub fn open(txn: &'t WriteTransaction, ttl: Duration) -> Result<Self, StoreError> {
+    pub fn open(txn: &'t WriteTransaction, ttl: Ttl) -> Result<Self, StoreError> {
         Ok(Tables {
             entries: txn.open_table(ENTRIES)?,
             access: txn.open_table(ACCESS)?,
@@ -117,7 +117,8 @@ impl<'t> Tables<'t> {
         let previous = self.remove(key)?;
         self.entries.insert(key, record.encode()?.as_slice())?;
         self.access.insert((record.access_ms, key), ())?;
-        self.expiry.insert((record.expires_at(self.ttl), key), ())?;
+        self.expiry
+            .insert((record.expires_at(self.ttl.of_key(key)), key), ())?;
         self.count_kind(key, record.meta.size, true)?;
         Ok((new_blob, previous.and_then(|(_, gone)| gone)))
     }
@@ -132,7 +133,8 @@ impl<'t> Tables<'t> {
         };
         let record = record?;
         self.access.remove((record.access_ms, key))?;
-        self.expiry.remove((record.expires_at(self.ttl), key))?;
+        self.expiry
+            .remove((record.expires_at(self.ttl.of_key(key)), key))?;
         self.count_kind(key, record.meta.size, false)?;
         let gone = self.drop_ref(&record.meta.hash)?;
         Ok(Some((record, gone)))

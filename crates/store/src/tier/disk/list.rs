@@ -27,7 +27,7 @@ impl Inner {
                 break;
             }
             let record = Record::decode(v.value())?;
-            if !record.is_expired(self.ttl, now) {
+            if !record.is_expired(self.ttl.of_key(key), now) {
                 out.push((key.to_owned(), record.meta));
             }
         }
@@ -57,7 +57,7 @@ impl Inner {
                 break;
             }
             let record = Record::decode(v.value())?;
-            if !record.is_expired(self.ttl, now) {
+            if !record.is_expired(self.ttl.of_key(key), now) {
                 out.push((key.to_owned(), record.meta));
             }
         }

@@ -71,7 +71,7 @@ impl Inner {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(durability)?;
         {
-            let mut tables = Tables::open(&txn, self.ttl)?;
+            let mut tables = Tables::open(&txn, self.ttl.clone())?;
             for (key, at) in &pending {
                 tables.touch(key, *at)?;
             }
@@ -152,7 +152,7 @@ impl Inner {
         let _guard = self.lock()?;
         let txn = self.db.begin_write()?;
         {
-            let mut tables = Tables::open(&txn, self.ttl)?;
+            let mut tables = Tables::open(&txn, self.ttl.clone())?;
             let order = if lru {
                 &mut tables.access
             } else {
@@ -189,7 +189,7 @@ impl Inner {
         let txn = self.db.begin_write()?;
         let mut gone = Vec::new();
         {
-            let mut tables = Tables::open(&txn, self.ttl)?;
+            let mut tables = Tables::open(&txn, self.ttl.clone())?;
             for hash in ready {
                 if let Some((size, 0)) = tables.blob(&hash)? {
                     if self.dir.is_pinned(&hash) {

@@ -20,12 +20,12 @@ mod writer;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use redb::{Database, ReadableDatabase};
-use tiercache_core::{CacheKey, ContentHash, ContentHasher, EntryMeta, PutOptions};
+use tiercache_core::{CacheKey, ContentHash, ContentHasher, EntryMeta, PutOptions, Ttl};
 use tracing::{info, warn};
 
 use crate::body::{BodyStream, Hit};
@@ -48,7 +48,7 @@ pub struct DiskTier {
 struct Inner {
     db: Database,
     dir: Arc<BlobDir>,
-    ttl: Duration,
+    ttl: Ttl,
     budget: u64,
     low_watermark: u64,
     inline_read_bytes: u64,
@@ -345,7 +345,7 @@ impl Inner {
         std::fs::create_dir_all(&root)?;
         let dir = Arc::new(BlobDir::open(&root, config.l2.fsync)?);
         let db = Database::create(root.join("index.redb"))?;
-        let report = recovery::recover(&db, &dir, config.l2.ttl)?;
+        let report = recovery::recover(&db, &dir, config.l2.ttls())?;
         let available = fs4::available_space(&root).unwrap_or(u64::MAX);
         let budget = config.l2.fit_to_disk(report.used_bytes, available);
         if budget < config.l2.budget_bytes {
@@ -370,7 +370,7 @@ impl Inner {
         let inner = Inner {
             db,
             dir,
-            ttl: config.l2.ttl,
+            ttl: config.l2.ttls(),
             budget,
             low_watermark,
             inline_read_bytes: config.inline_read_bytes,
@@ -411,7 +411,9 @@ impl Inner {
             return Ok(None);
         };
         let record = Record::decode(raw.value())?;
-        if record.is_expired(self.ttl, now_ms()) || !self.dir.path(&record.meta.hash).exists() {
+        if record.is_expired(self.ttl.of_key(key), now_ms())
+            || !self.dir.path(&record.meta.hash).exists()
+        {
             return Ok(None);
         }
         Ok(Some(record.meta))
@@ -431,7 +433,7 @@ impl Inner {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(redb::Durability::Immediate)?;
         let (linked, unlinked, existed) = {
-            let mut tables = Tables::open(&txn, self.ttl)?;
+            let mut tables = Tables::open(&txn, self.ttl.clone())?;
             let have_file = tables.blob(&hash)?.is_some() && self.dir.path(&hash).exists();
             let linked = if have_file {
                 drop(temp);
@@ -474,7 +476,7 @@ impl Inner {
         let _guard = self.lock()?;
         let txn = self.db.begin_write()?;
         let (removed, unlinked) = {
-            let mut tables = Tables::open(&txn, self.ttl)?;
+            let mut tables = Tables::open(&txn, self.ttl.clone())?;
             let mut removed = 0;
             let mut gone = Vec::new();
             for k in keys {
@@ -534,7 +536,7 @@ impl Inner {
         let _guard = self.lock()?;
         let txn = self.db.begin_write()?;
         let (size, removed) = {
-            let mut tables = Tables::open(&txn, self.ttl)?;
+            let mut tables = Tables::open(&txn, self.ttl.clone())?;
             let size = tables.blob(hash)?.map(|(s, _)| s);
             tables.forget_blob(hash)?;
             (size, tables.remove(key)?.is_some())

@@ -40,7 +40,7 @@ impl Inner {
         let Some(record) = self.lookup(key)? else {
             return Ok(None);
         };
-        if record.is_expired(self.ttl, now_ms()) {
+        if record.is_expired(self.ttl.of_key(key), now_ms()) {
             self.stats.expired(1);
             self.remove_keys(&[key.to_owned()])?;
             return Ok(None);

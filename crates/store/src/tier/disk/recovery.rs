@@ -7,10 +7,9 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
-use tiercache_core::ContentHash;
+use tiercache_core::{ContentHash, Ttl};
 use tracing::warn;
 
 use super::blobs::{BlobDir, TEMP_SUFFIX};
@@ -30,7 +29,7 @@ pub(super) struct RecoveryReport {
 pub(super) fn recover(
     db: &Database,
     dir: &BlobDir,
-    ttl: Duration,
+    ttl: Ttl,
 ) -> Result<RecoveryReport, StoreError> {
     let mut report = RecoveryReport::default();
     for item in fs::read_dir(dir.tmp_dir())? {

@@ -27,6 +27,8 @@ pub struct L3Config {
     pub credentials: Option<L3Credentials>,
     /// How long an entry is served after it was written (on top of its own expiry).
     pub ttl: Duration,
+    /// Kinds served a different time (site assets: a year).
+    pub kind_ttl: std::collections::BTreeMap<String, Duration>,
     /// Bodies up to this size are read whole and verified before the first byte is served.
     pub inline_read_bytes: u64,
     /// Bodies larger than this are uploaded in multipart parts of this size.
@@ -86,6 +88,7 @@ impl L3Config {
             path_style: false,
             credentials: None,
             ttl: Duration::from_secs(30 * 24 * 3600),
+            kind_ttl: tiercache_core::policy::asset_kind_ttls(),
             inline_read_bytes: 4 * 1024 * 1024,
             part_size: 8 * 1024 * 1024,
             sweep_grace: Duration::from_secs(3600),
@@ -124,7 +127,7 @@ impl L3Config {
         {
             return bad(format!("endpoint {ep:?} is not an http:// or https:// URL"));
         }
-        if self.ttl.is_zero() {
+        if self.ttl.is_zero() || self.kind_ttl.values().any(Duration::is_zero) {
             return bad("ttl must be positive".into());
         }
         if self.circuit_initial_backoff.is_zero()

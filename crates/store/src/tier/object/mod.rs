@@ -50,7 +50,7 @@ pub struct ObjectTier {
 struct Inner {
     store: Arc<dyn ObjectStore>,
     layout: Layout,
-    ttl: Duration,
+    ttl: tiercache_core::Ttl,
     inline_read_bytes: u64,
     part_size: usize,
     sweep_grace: Duration,
@@ -127,7 +127,7 @@ impl ObjectTier {
             inner: Arc::new(Inner {
                 store,
                 layout: Layout::new(&cfg.prefix)?,
-                ttl: cfg.ttl,
+                ttl: tiercache_core::Ttl::with_kinds(cfg.ttl, cfg.kind_ttl.clone()),
                 inline_read_bytes: cfg.inline_read_bytes,
                 part_size: cfg.part_size,
                 sweep_grace: cfg.sweep_grace,

@@ -49,12 +49,13 @@ impl Inner {
             warn!(%path, stored = %doc.key, "L3 entry document names another key: ignored");
             return Ok(None);
         }
-        Ok((!self.is_expired(&doc.meta, now_ms())).then_some(doc.meta))
+        Ok((!self.is_expired(&doc.key, &doc.meta, now_ms())).then_some(doc.meta))
     }
 
-    /// Whether an entry may no longer be served: its own expiry, or the tier's TTL.
-    pub(super) fn is_expired(&self, meta: &EntryMeta, now_ms: u64) -> bool {
-        let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
+    /// Whether the entry under `key` (text) may no longer be served: its own expiry, or the
+    /// tier's TTL for its kind.
+    pub(super) fn is_expired(&self, key: &str, meta: &EntryMeta, now_ms: u64) -> bool {
+        let ttl_ms = u64::try_from(self.ttl.of_key(key).as_millis()).unwrap_or(u64::MAX);
         meta.is_expired(now_ms) || now_ms >= meta.created_ms.saturating_add(ttl_ms)
     }
 

@@ -111,7 +111,7 @@ impl Inner {
                         if old(&m) {
                             invalid.push(m.location);
                         }
-                    } else if self.is_expired(&doc.meta, now) {
+                    } else if self.is_expired(&doc.key, &doc.meta, now) {
                         expired.push(m.location);
                     } else {
                         live.insert(doc.meta.hash);
