@@ -204,6 +204,7 @@ mod tests {
             budget_bytes: 100 * 1024,
             max_entry_bytes: 64 * 1024,
             ttl: Duration::from_secs(60),
+            ..Default::default()
         });
         let body = Bytes::from(vec![7u8; 10 * 1024]);
         for i in 0..50 {
