@@ -300,15 +300,26 @@ async fn a_deployed_site_is_served_with_the_rules_headers_validators_ranges_and_
     let gzip_tag = header(&h, "etag").to_owned();
     assert_ne!(gzip_tag, tag);
     let (_, h, body) = get(&url(""), &[("accept-encoding", "gzip, deflate, br, zstd")]).await;
+    assert_eq!(
+        header(&h, "content-encoding"),
+        "br",
+        "brotli first on a tie"
+    );
+    let mut unbr = Vec::new();
+    brotli::Decompressor::new(body.as_slice(), 4096)
+        .read_to_end(&mut unbr)
+        .unwrap();
+    assert_eq!(unbr, home);
+    let (_, h, body) = get(&url(""), &[("accept-encoding", "gzip, zstd")]).await;
     assert_eq!(header(&h, "content-encoding"), "zstd");
     assert_eq!(zstd::decode_all(body.as_slice()).unwrap(), home);
     let (_, h, body) = get(&url(""), &[("accept-encoding", "zstd;q=0.5, gzip")]).await;
     assert_eq!(header(&h, "content-encoding"), "gzip");
     assert!(body.len() < home.len());
-    let (_, h, body) = get(&url(""), &[("accept-encoding", "br")]).await;
+    let (_, h, body) = get(&url(""), &[("accept-encoding", "compress")]).await;
     assert!(
         h.get("content-encoding").is_none(),
-        "no brotli variant is stored"
+        "an encoding with no stored variant gets the identity bytes"
     );
     assert_eq!(body, home);
     let (s, _, _) = get(
@@ -369,16 +380,16 @@ async fn a_second_deploy_uploads_only_changes_switches_atomically_and_rolls_back
     );
     assert_eq!(same["previous"], 1);
 
-    // One page changed (3 blobs: it, its gzip and zstd forms) and one small file added.
+    // One page changed (4 blobs: it, its gzip, zstd and brotli forms) and one small file added.
     write(&site, "index.html", &page("home v3"));
     write(&site, "notes.txt", b"new");
     let third = deploy(&server, &site, "docs", None);
     assert_eq!(third["deploy"], 3);
     assert_eq!(
-        third["uploaded"], 4,
+        third["uploaded"], 5,
         "only the changed and new files: {third}"
     );
-    assert_eq!(third["blobs"].as_u64(), Some(blobs - 3 + 3 + 1));
+    assert_eq!(third["blobs"].as_u64(), Some(blobs - 4 + 4 + 1));
     // Purged: index.html (as /index.html and /) and notes.txt, at https://docs.test.
     assert_eq!(third["purge"]["urls"], 3, "{third}");
     assert_eq!(get(&url(""), &[]).await.2, page("home v3"));

@@ -26,7 +26,7 @@ pub struct DeployArgs {
     /// An admin or global warmer token (needed when the server has an auth secret).
     #[arg(long, env = "TIERCACHE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Do not store gzip and zstd variants of compressible files.
+    /// Do not store brotli, zstd and gzip variants of compressible files.
     #[arg(long)]
     pub no_compress: bool,
     /// Print the result as one JSON object.
