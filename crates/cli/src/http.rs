@@ -72,6 +72,28 @@ pub fn explain(e: &reqwest::Error) -> String {
     }
 }
 
+/// Sends `req` and reads its whole answer: the body of a success, else an error naming
+/// `what` was asked and why it failed (connection, status and the server's message).
+pub async fn send(req: reqwest::RequestBuilder, what: &str) -> anyhow::Result<bytes::Bytes> {
+    let fail = |why: String| anyhow::anyhow!("{what}: {why}");
+    let resp = req.send().await.map_err(|e| fail(explain(&e)))?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(|e| fail(explain(&e)))?;
+    if !status.is_success() {
+        return Err(fail(explain_status(status, &bytes)));
+    }
+    Ok(bytes)
+}
+
+/// [`send`], with the answer parsed as JSON.
+pub async fn send_json(
+    req: reqwest::RequestBuilder,
+    what: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let bytes = send(req, what).await?;
+    serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{what}: not a JSON answer: {e}"))
+}
+
 /// A non-success answer in one line: the status and the server's `{"error": ...}` message.
 pub fn explain_status(status: reqwest::StatusCode, body: &[u8]) -> String {
     let message = serde_json::from_slice::<serde_json::Value>(body)

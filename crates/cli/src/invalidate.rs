@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
@@ -156,19 +156,7 @@ fn post(
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let client = http::client_with_token(Duration::from_secs(300), token)?;
-        let fail = |why: String| anyhow!("{url}: {why}");
-        let resp = client
-            .post(&url)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| fail(http::explain(&e)))?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| fail(http::explain(&e)))?;
-        if !status.is_success() {
-            return Err(fail(http::explain_status(status, &bytes)));
-        }
-        serde_json::from_slice(&bytes).map_err(|e| fail(format!("not a JSON answer: {e}")))
+        http::send_json(client.post(&url).json(body), &url).await
     })
 }
 

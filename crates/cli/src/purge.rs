@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
@@ -172,19 +172,11 @@ pub fn run(args: PurgeArgs) -> anyhow::Result<()> {
 
 async fn submit(client: &reqwest::Client, base: &str, body: &Value) -> anyhow::Result<Value> {
     let url = format!("{base}/admin/purges");
-    let fail = |why: String| anyhow!("purge refused by {url}: {why}");
-    let resp = client
-        .post(&url)
-        .json(body)
-        .send()
-        .await
-        .map_err(|e| fail(http::explain(&e)))?;
-    let status = resp.status();
-    let bytes = resp.bytes().await.map_err(|e| fail(http::explain(&e)))?;
-    if !status.is_success() {
-        return Err(fail(http::explain_status(status, &bytes)));
-    }
-    serde_json::from_slice(&bytes).with_context(|| format!("{url} did not answer with JSON"))
+    http::send_json(
+        client.post(&url).json(body),
+        &format!("purge refused by {url}"),
+    )
+    .await
 }
 
 /// A retry or forget of one job.
@@ -193,34 +185,17 @@ async fn change(
     method: reqwest::Method,
     url: &str,
 ) -> anyhow::Result<()> {
-    let fail = |why: String| anyhow!("{method} {url}: {why}");
-    let resp = client
-        .request(method.clone(), url)
-        .send()
-        .await
-        .map_err(|e| fail(http::explain(&e)))?;
-    let status = resp.status();
-    let bytes = resp.bytes().await.map_err(|e| fail(http::explain(&e)))?;
-    if !status.is_success() {
-        return Err(fail(http::explain_status(status, &bytes)));
-    }
+    http::send(
+        client.request(method.clone(), url),
+        &format!("{method} {url}"),
+    )
+    .await?;
     Ok(())
 }
 
 async fn fetch(client: &reqwest::Client, base: &str) -> anyhow::Result<Value> {
     let url = format!("{base}/admin/purges");
-    let fail = |why: String| anyhow!("cannot read purges from {url}: {why}");
-    let resp = client
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| fail(http::explain(&e)))?;
-    let status = resp.status();
-    let bytes = resp.bytes().await.map_err(|e| fail(http::explain(&e)))?;
-    if !status.is_success() {
-        return Err(fail(http::explain_status(status, &bytes)));
-    }
-    serde_json::from_slice(&bytes).with_context(|| format!("{url} did not answer with JSON"))
+    http::send_json(client.get(&url), &format!("cannot read purges from {url}")).await
 }
 
 /// Polls until no job of purge `id` is pending; a failed one is an error.
