@@ -20,6 +20,7 @@
 //!
 //! A finding's `redacted` shows only the length: no part of an address or id is repeated.
 
+use crate::lines::Lines;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::bytes::Regex;
 
@@ -533,52 +534,6 @@ fn is_personal_email(text: &[u8], s: usize, e: usize, lines: &Lines) -> bool {
     let line = lines.line(text, s).to_ascii_lowercase();
     let line = String::from_utf8_lossy(&line);
     !AUTHORSHIP_WORDS.iter().any(|w| line.contains(w))
-}
-
-/// Byte offsets of line starts.
-struct Lines {
-    starts: Vec<usize>,
-    len: usize,
-}
-
-impl Lines {
-    fn new(text: &[u8]) -> Self {
-        let mut starts = vec![0];
-        starts.extend(memchr::memchr_iter(b'\n', text).map(|i| i + 1));
-        Self {
-            starts,
-            len: text.len(),
-        }
-    }
-
-    fn index(&self, offset: usize) -> usize {
-        self.starts.partition_point(|&s| s <= offset) - 1
-    }
-
-    fn bounds(&self, offset: usize) -> (usize, usize) {
-        let i = self.index(offset);
-        let end = self.starts.get(i + 1).copied().unwrap_or(self.len);
-        (self.starts[i], end)
-    }
-
-    fn line<'t>(&self, text: &'t [u8], offset: usize) -> &'t [u8] {
-        let (s, e) = self.bounds(offset);
-        &text[s..e]
-    }
-
-    fn line_len(&self, offset: usize) -> usize {
-        let (s, e) = self.bounds(offset);
-        e - s
-    }
-
-    /// 1-based line and byte column.
-    fn position(&self, offset: usize) -> (u32, u32) {
-        let i = self.index(offset);
-        (
-            u32::try_from(i + 1).unwrap_or(u32::MAX),
-            u32::try_from(offset - self.starts[i] + 1).unwrap_or(u32::MAX),
-        )
-    }
 }
 
 #[cfg(test)]

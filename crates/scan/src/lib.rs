@@ -24,6 +24,7 @@ pub mod archive;
 pub mod entropy;
 pub mod finding;
 pub mod leak;
+mod lines;
 pub mod paths;
 pub mod rules;
 pub mod shapes;

@@ -2,6 +2,7 @@
 //! rules worth running, then each picked rule's regex over the whole text, its checks, the
 //! allowlists, and de-duplication (a specific rule wins over a generic one on the same bytes).
 
+use crate::lines::Lines;
 use std::ops::Range;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Input, MatchKind};
@@ -206,7 +207,7 @@ pub fn scan(compiled: &Compiled, path: &str, rel: &str, bytes: &[u8]) -> Vec<Fin
     }
     let ctx = FileCtx::new(rel);
     let active = compiled.active_rules(bytes);
-    let lines = LineIndex::new(bytes);
+    let lines = Lines::new(bytes);
     let mut cands = Vec::new();
     for (i, rule) in RULES.iter().enumerate() {
         if !active[i] || !ctx.applies(rule) {
@@ -279,7 +280,7 @@ fn candidate(
     caps: &Captures<'_>,
     text: &[u8],
     ctx: &FileCtx,
-    lines: &LineIndex,
+    lines: &Lines,
 ) -> Option<Candidate> {
     let whole = caps.get(0)?;
     let secret = if rule.check == Check::Assignment {
@@ -429,42 +430,4 @@ fn bounded(text: &[u8], whole_start: usize, start: usize, end: usize) -> bool {
         || !(text[end].is_ascii_alphanumeric()
             || matches!(text[end], b'_' | b'+' | b'/' | b'=' | b'-'));
     left && right
-}
-
-/// Byte offsets of line starts, for turning match offsets into line and column.
-struct LineIndex {
-    starts: Vec<usize>,
-    len: usize,
-}
-
-impl LineIndex {
-    fn new(text: &[u8]) -> Self {
-        let mut starts = vec![0];
-        starts.extend(memchr::memchr_iter(b'\n', text).map(|i| i + 1));
-        Self {
-            starts,
-            len: text.len(),
-        }
-    }
-
-    fn line_of(&self, offset: usize) -> usize {
-        self.starts.partition_point(|&s| s <= offset) - 1
-    }
-
-    /// 1-based line and byte column of `offset`.
-    fn position(&self, offset: usize) -> (u32, u32) {
-        let line = self.line_of(offset);
-        let col = offset - self.starts[line];
-        (
-            u32::try_from(line + 1).unwrap_or(u32::MAX),
-            u32::try_from(col + 1).unwrap_or(u32::MAX),
-        )
-    }
-
-    /// Length in bytes of the line holding `offset`.
-    fn line_len(&self, offset: usize) -> usize {
-        let line = self.line_of(offset);
-        let end = self.starts.get(line + 1).copied().unwrap_or(self.len);
-        end - self.starts[line]
-    }
 }
