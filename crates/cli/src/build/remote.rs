@@ -188,25 +188,38 @@ impl Remote {
     /// Downloads the artifact `key` into `dest` (streamed), or reports a miss.
     pub async fn get(&self, key: &str, dest: &Path) -> anyhow::Result<Fetched> {
         let url = self.url(key);
-        let fail = |why: String| anyhow!("cannot download {url}: {why}");
-        let resp = self
-            .auth(self.client.get(&url))
-            .send()
-            .await
-            .map_err(|e| fail(http::explain(&e)))?;
-        let status = resp.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return Ok(Fetched::Miss);
-        }
-        if !status.is_success() {
-            let body = resp.bytes().await.unwrap_or_default();
-            return Err(fail(http::explain_status(status, &body)));
-        }
-        let seen = body_to_file(resp, dest)
-            .await
-            .with_context(|| format!("cannot download {url}"))?;
-        Ok(Fetched::Hit(seen))
+        download(
+            self.auth(self.client.get(&url)),
+            &url,
+            dest,
+            http::explain_status,
+        )
+        .await
     }
+}
+
+/// Sends `req` (a GET of `url`) and streams a success into `dest`; a 404 is a miss, any
+/// other failure an error (`explain` words a non-success status and its body).
+pub async fn download(
+    req: reqwest::RequestBuilder,
+    url: &str,
+    dest: &Path,
+    explain: impl Fn(reqwest::StatusCode, &[u8]) -> String,
+) -> anyhow::Result<Fetched> {
+    let fail = |why: String| anyhow!("cannot download {url}: {why}");
+    let resp = req.send().await.map_err(|e| fail(http::explain(&e)))?;
+    let status = resp.status();
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Ok(Fetched::Miss);
+    }
+    if !status.is_success() {
+        let body = resp.bytes().await.unwrap_or_default();
+        return Err(fail(explain(status, &body)));
+    }
+    let seen = body_to_file(resp, dest)
+        .await
+        .with_context(|| format!("cannot download {url}"))?;
+    Ok(Fetched::Hit(seen))
 }
 
 /// The file at `path` as a streamed request body that advances a byte progress bar; with

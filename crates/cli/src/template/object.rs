@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 
 use super::args::ServerArgs;
 use crate::build::remote::{self, Fetched};
@@ -106,23 +106,10 @@ impl Outputs {
     /// Downloads the archive into `dest` (streamed), or reports a miss: absent, or in a
     /// template the token does not list (the server answers both alike).
     pub async fn get(&self, dest: &Path) -> anyhow::Result<Fetched> {
-        let fail = |why: String| anyhow!("cannot download {}: {why}", self.url);
-        let resp = self
-            .auth(self.client.get(&self.url))
-            .send()
-            .await
-            .map_err(|e| fail(http::explain(&e)))?;
-        let status = resp.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return Ok(Fetched::Miss);
-        }
-        if !status.is_success() {
-            let body = resp.bytes().await.unwrap_or_default();
-            return Err(fail(self.explain(status, &body, false)));
-        }
-        let seen = remote::body_to_file(resp, dest)
-            .await
-            .with_context(|| format!("cannot download {}", self.url))?;
-        Ok(Fetched::Hit(seen))
+        let req = self.auth(self.client.get(&self.url));
+        remote::download(req, &self.url, dest, |status, body| {
+            self.explain(status, body, false)
+        })
+        .await
     }
 }
