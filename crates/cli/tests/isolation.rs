@@ -73,6 +73,14 @@ async fn another_users_objects_are_out_of_reach_and_indistinguishable_from_missi
     assert_eq!(s, 201);
     let (s, body) = call(M::GET, &secret, Some(&alice), b"").await;
     assert_eq!((s, body.as_str()), (200, "API_KEY=alice-only"));
+    // A user's entry is never for a shared cache (a CDN or proxy in front of tiercache).
+    let r = client()
+        .get(&secret)
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["cache-control"], "private, max-age=0");
 
     // Bob: alice's key and a key that exists nowhere answer the same, byte for byte.
     let missing = srv.url("/objects/user/alice/object/never-written");

@@ -10,7 +10,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body as HttpBody;
 use axum::extract::{Path, Query, State};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -86,6 +86,11 @@ fn artifact_headers(meta: &EntryMeta, out: &mut HeaderMap) {
     out.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
+    );
+    // A team's (often a user's own) build output: never for a shared cache.
+    out.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=0"),
     );
     out.insert(CONTENT_LENGTH, HeaderValue::from(meta.size));
     let duration = meta

@@ -12,12 +12,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body as HttpBody;
 use axum::extract::State;
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, LAST_MODIFIED};
+use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, LAST_MODIFIED};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
-use tiercache_core::{CacheKey, EntryMeta, PutOptions};
+use tiercache_core::{CacheKey, EntryMeta, PutOptions, Scope};
 use tiercache_store::{Body, Hit};
 
 use crate::auth;
@@ -54,7 +54,15 @@ fn key_of(uri: &Uri) -> Result<CacheKey, ApiError> {
     Ok(CacheKey::parse_path(rest)?)
 }
 
-fn meta_headers(meta: &EntryMeta, headers: &mut HeaderMap) {
+/// The headers describing an entry of `scope`. A user's or a template's entry is never for
+/// a shared cache (`Cache-Control: private, max-age=0`); the global scope's carries none.
+fn meta_headers(scope: &Scope, meta: &EntryMeta, headers: &mut HeaderMap) {
+    if !matches!(scope, Scope::Global) {
+        headers.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static("private, max-age=0"),
+        );
+    }
     let ct = meta
         .content_type
         .as_deref()
@@ -71,9 +79,9 @@ fn meta_headers(meta: &EntryMeta, headers: &mut HeaderMap) {
     headers.insert(CONTENT_LENGTH, HeaderValue::from(meta.size));
 }
 
-fn not_modified(meta: &EntryMeta) -> Response {
+fn not_modified(scope: &Scope, meta: &EntryMeta) -> Response {
     let mut headers = HeaderMap::new();
-    meta_headers(meta, &mut headers);
+    meta_headers(scope, meta, &mut headers);
     headers.remove(CONTENT_LENGTH);
     headers.remove(CONTENT_TYPE);
     (StatusCode::NOT_MODIFIED, headers).into_response()
@@ -93,13 +101,13 @@ async fn get_object(
         && let Some(meta) = store.head(&key).await?
         && etag::not_modified(&req_headers, &meta)
     {
-        return Ok(not_modified(&meta));
+        return Ok(not_modified(key.scope(), &meta));
     }
     let Some(Hit { meta, body, tier }) = store.get(&key).await? else {
         return Err(ApiError::not_found());
     };
     let mut headers = HeaderMap::new();
-    meta_headers(&meta, &mut headers);
+    meta_headers(key.scope(), &meta, &mut headers);
     headers.insert(TIER_HEADER, HeaderValue::from_static(tier.as_str()));
     let body = match body {
         Body::Bytes(b) => HttpBody::from(b),
@@ -120,10 +128,10 @@ async fn head_object(
         return Ok(StatusCode::NOT_FOUND.into_response());
     };
     if etag::not_modified(&req_headers, &meta) {
-        return Ok(not_modified(&meta));
+        return Ok(not_modified(key.scope(), &meta));
     }
     let mut headers = HeaderMap::new();
-    meta_headers(&meta, &mut headers);
+    meta_headers(key.scope(), &meta, &mut headers);
     Ok((StatusCode::OK, headers).into_response())
 }
 
