@@ -505,6 +505,70 @@ async fn a_deploy_purges_the_changed_page_from_varnish_and_the_hashed_script_sta
     assert_eq!(body, "console.log('built once, immutable');");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deploy_event_sends_the_sites_paths_through_the_outbox() {
+    let rec = Recorder::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[sites]]\nname = \"docs\"\npublic_url = \"https://docs.example\"\n\
+             [[purge.providers]]\nkind = \"webhook\"\nurl = \"{}/hook\"\n",
+            rec.base()
+        ),
+    );
+    let tc = Tc::start(&dir.path().join("data"), &config, &[]);
+    let c = common::client();
+    let (ok, out, err) = cli(args(&[
+        "invalidate",
+        "deploy",
+        "docs",
+        "index.html",
+        "guide/index.html",
+        "--server",
+        &tc.base,
+    ]))
+    .await;
+    assert!(ok, "{out}{err}");
+    until_delivered(&c, &tc, Duration::from_secs(30)).await;
+    let seen = rec.wait_for(1, Duration::from_secs(10)).await;
+    let urls = seen[0].json()["urls"].clone();
+    assert_eq!(
+        urls,
+        json!([
+            "https://docs.example/index.html",
+            "https://docs.example/",
+            "https://docs.example/guide/index.html",
+            "https://docs.example/guide/",
+            "https://docs.example/guide"
+        ]),
+        "{urls}"
+    );
+    // Without paths: everything tagged with the site.
+    let (ok, out, err) = cli(args(&[
+        "invalidate",
+        "deploy",
+        "docs",
+        "--server",
+        &tc.base,
+    ]))
+    .await;
+    assert!(ok, "{out}{err}");
+    let seen = rec.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(seen[1].json()["tags"], json!(["site:docs"]));
+    // A path that could escape the site is refused.
+    let (ok, _, err) = cli(args(&[
+        "invalidate",
+        "deploy",
+        "docs",
+        "../etc/passwd",
+        "--server",
+        &tc.base,
+    ]))
+    .await;
+    assert!(!ok && err.contains("400"), "{err}");
+}
+
 /// A tiny origin whose answers carry `Cache-Tag`, for tag and prefix bans.
 #[derive(Clone, Default)]
 struct TaggedOrigin {
