@@ -14,6 +14,7 @@ use tiercache_core::{CacheKey, EntryMeta, Selector};
 use tracing::warn;
 
 use crate::error::StoreError;
+use crate::tier::object::SpareRef;
 use crate::tiered::TieredStore;
 use epochs::{EpochError, EpochOf};
 use event::{Envelope, Invalidation, MAX_STEPS};
@@ -105,30 +106,45 @@ impl TieredStore {
                 .remove_many(rows.into_iter().map(|(k, _)| k).collect())
                 .await?
         };
-        let mut l3 = 0;
-        if reach == Reach::Everywhere
-            && let Some(tier) = self.l3()
-        {
-            let spare_fn = spare
-                .as_deref()
-                .map(|f| f as &(dyn Fn(&CacheKey, &EntryMeta) -> bool + Send + Sync));
-            match tier.select(selector, spare_fn).await {
-                Ok(keys) if dry_run => l3 = keys.len() as u64,
-                Ok(keys) => {
-                    for k in keys {
-                        match tier.delete(&k).await {
-                            Ok(true) => l3 += 1,
-                            Ok(false) => {}
-                            Err(e) => warn!(key = %k, error = %e, "invalidation: L3 delete failed"),
-                        }
-                    }
-                }
-                Err(e) => {
-                    warn!(error = %e, "invalidation: listing L3 failed; it keeps those entries until their TTL")
-                }
+        let l3 = if reach == Reach::Everywhere {
+            self.remove_from_l3(selector, spare.as_deref(), dry_run)
+                .await
+        } else {
+            0
+        };
+        Ok(Removed { l1, l2, l3 })
+    }
+
+    /// Removes (or counts) the selected entries from the shared L3; failures are logged
+    /// (L3 keeps those entries until its TTL).
+    async fn remove_from_l3(
+        &self,
+        selector: &Selector,
+        spare: Option<SpareRef<'_>>,
+        dry_run: bool,
+    ) -> u64 {
+        let Some(tier) = self.l3() else {
+            return 0;
+        };
+        let keys = match tier.select(selector, spare).await {
+            Ok(keys) => keys,
+            Err(e) => {
+                warn!(error = %e, "invalidation: listing L3 failed; it keeps those entries until their TTL");
+                return 0;
+            }
+        };
+        if dry_run {
+            return keys.len() as u64;
+        }
+        let mut removed = 0;
+        for k in keys {
+            match tier.delete(&k).await {
+                Ok(true) => removed += 1,
+                Ok(false) => {}
+                Err(e) => warn!(key = %k, error = %e, "invalidation: L3 delete failed"),
             }
         }
-        Ok(Removed { l1, l2, l3 })
+        removed
     }
 
     /// Applies `event` to the tiers `reach` names: raises its epochs (retiring older
@@ -236,10 +252,19 @@ impl TieredStore {
         };
         let epochs = self.epochs_handle();
         let spare: Spare = Arc::new(move |k: &CacheKey, m: &EntryMeta| m.epoch == epochs.stamp(k));
+        // This node's tiers now (an index scan); the bucket in the background, since finding
+        // old entries there reads each candidate's metadata. Until then they are misses anyway.
         let removed = self
-            .remove_selected(&selector, Some(spare), reach, false)
+            .remove_selected(&selector, Some(spare.clone()), Reach::Local, false)
             .await
             .map_err(EpochError::Save)?;
+        if reach == Reach::Everywhere && self.l3().is_some() {
+            let store = self.clone();
+            tokio::spawn(async move {
+                let n = store.remove_from_l3(&selector, Some(&*spare), false).await;
+                tracing::info!(removed = n, "L3 entries of a retired epoch deleted");
+            });
+        }
         Ok(Some(removed))
     }
 }

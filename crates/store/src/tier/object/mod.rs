@@ -16,6 +16,7 @@ mod list;
 pub mod queue;
 mod read;
 mod select;
+pub use select::SpareRef;
 pub mod sweep;
 mod write;
 

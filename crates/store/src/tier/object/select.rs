@@ -8,7 +8,7 @@ use super::ObjectTier;
 use super::error::L3Error;
 
 /// A predicate sparing some selected entries (an epoch GC spares current ones).
-pub type Spare<'a> = &'a (dyn Fn(&CacheKey, &EntryMeta) -> bool + Send + Sync);
+pub type SpareRef<'a> = &'a (dyn Fn(&CacheKey, &EntryMeta) -> bool + Send + Sync);
 
 /// The top-level folder of a scope's entry documents.
 fn scope_type(scope: &Scope) -> &'static str {
@@ -25,7 +25,7 @@ impl ObjectTier {
     pub async fn select(
         &self,
         selector: &Selector,
-        spare: Option<Spare<'_>>,
+        spare: Option<SpareRef<'_>>,
     ) -> Result<Vec<CacheKey>, L3Error> {
         let candidates = match selector {
             Selector::Key(k) => vec![k.clone()],
