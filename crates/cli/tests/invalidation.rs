@@ -8,6 +8,7 @@ mod common;
 
 use std::process::Command;
 
+use common::clients::{install, show, write_project};
 use common::fleet::{Fleet, wait_for};
 use common::origin::{Origin, Package, Version};
 use common::{Server, client, get_json};
