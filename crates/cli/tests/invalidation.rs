@@ -60,8 +60,23 @@ async fn events_purges_and_epochs_on_one_node() {
     let packument = server.url("/npm/widget");
 
     // A package changed upstream: the cached packument is fresh for minutes, but the event
-    // makes the next request see the new version at once.
-    assert_eq!(latest(&packument).await, "1.0.0");
+    // makes the next install (the real npm client) get the new version at once.
+    let installed = |n: usize| {
+        let project = dir.path().join(format!("p{n}"));
+        let home = dir.path().join(format!("home{n}"));
+        let registry = server.url("/npm/");
+        async move {
+            write_project(&project, &[("widget", "*")]);
+            let out = install("npm", &project, &registry, &home).await;
+            assert!(out.status.success(), "{}", show(&out));
+            let manifest = std::fs::read(project.join("node_modules/widget/package.json")).unwrap();
+            serde_json::from_slice::<Value>(&manifest).unwrap()["version"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    assert_eq!(installed(1).await, "1.0.0");
     origin.publish("widget", Version::new("1.1.0"));
     assert_eq!(
         latest(&packument).await,
@@ -71,6 +86,7 @@ async fn events_purges_and_epochs_on_one_node() {
     let (ok, out, err) = tiercache(&["invalidate", "package-update", "widget", "--server", &base]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("removed: L1"), "{out}");
+    assert_eq!(installed(2).await, "1.1.0");
     assert_eq!(latest(&packument).await, "1.1.0");
 
     // A manual purge: the dry run counts exactly what the real one removes.
