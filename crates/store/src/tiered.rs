@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use tiercache_core::{CacheKey, ContentHash, EntryMeta, Kind, PutOptions, Scope};
@@ -48,6 +48,8 @@ pub type Loaded = Option<(PutOptions, Body)>;
 
 /// Chunks buffered between the loader and each of its two readers (caller and store).
 const TEE_DEPTH: usize = 16;
+/// Longest a failed load's caller waits for the store side to end the flight.
+const FLIGHT_END_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What [`TieredStore::get_or_fill`] answers.
 pub enum Fill {
@@ -77,6 +79,7 @@ async fn tee(
     mut source: BodyStream,
     to_store: mpsc::Sender<io::Result<Bytes>>,
     to_caller: mpsc::Sender<io::Result<Bytes>>,
+    stored: oneshot::Receiver<()>,
 ) {
     let (mut store_open, mut caller_open) = (true, true);
     while let Some(item) = source.next().await {
@@ -96,6 +99,10 @@ async fn tee(
                 let shared = Arc::new(e);
                 let copy = || io::Error::new(shared.kind(), SharedIoError(shared.clone()));
                 let _ = to_store.send(Err(copy())).await;
+                drop(to_store);
+                // The caller hears of the failure only once the flight has ended, so a request
+                // it makes next starts a new fetch instead of joining the failed one.
+                let _ = tokio::time::timeout(FLIGHT_END_WAIT, stored).await;
                 let _ = to_caller.send(Err(copy())).await;
                 return;
             }
@@ -468,12 +475,14 @@ impl TieredStore {
         let (to_caller, caller_rx) = mpsc::channel(TEE_DEPTH);
         let store = self.clone();
         let k = key.clone();
+        let (stored_tx, stored_rx) = oneshot::channel();
         tokio::spawn(async move {
             lead.body = Body::Stream(receiver_stream(store_rx));
             // Followers learn the outcome through the leader; the caller, from its stream.
             let _ = store.store_for(lead, &k).await;
+            let _ = stored_tx.send(());
         });
-        tokio::spawn(tee(source, to_store, to_caller));
+        tokio::spawn(tee(source, to_store, to_caller, stored_rx));
         Ok(Some(Fill::Filling(receiver_stream(caller_rx))))
     }
 

@@ -332,6 +332,42 @@ async fn get_or_fill_keeps_nothing_when_the_loader_stream_fails() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_saw_a_fill_fail_starts_a_new_fetch_next_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    for round in 0..20 {
+        let k = key(&format!("retry{round}"));
+        let fill = store
+            .get_or_fill(&k, || async {
+                let chunks = vec![
+                    Ok(Bytes::from_static(b"partial ")),
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "bad bytes",
+                    )),
+                ];
+                Ok(Some((PutOptions::default(), slow_stream(chunks))))
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(drain(fill).await.is_err());
+        // At once: the failed flight has ended, so this is a new fetch, not its failure.
+        let again = store
+            .get_or_fill(&k, || async {
+                Ok(Some((
+                    PutOptions::default(),
+                    Body::Bytes(Bytes::from_static(b"good")),
+                )))
+            })
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: shared the old failure: {e}"))
+            .unwrap();
+        assert_eq!(&drain(again).await.unwrap()[..], b"good");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_or_fill_stores_even_if_the_caller_goes_away() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
