@@ -23,7 +23,7 @@ use crate::error::StoreError;
 use crate::stats::TierName;
 
 /// Chunk size of streamed reads.
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 1024 * 1024;
 
 impl Inner {
     pub(super) fn read(self: &Arc<Self>, key: &str) -> Result<Option<Hit>, StoreError> {
@@ -173,21 +173,15 @@ type Step = (Reader, io::Result<Option<Bytes>>);
 /// Reads and hashes the next chunk on a blocking thread.
 fn read_next(mut reader: Reader) -> tokio::task::JoinHandle<Step> {
     tokio::task::spawn_blocking(move || {
-        let mut buf = vec![0u8; CHUNK];
-        let mut filled = 0;
-        // Fill the chunk (a short read is not the end of the file).
-        while filled < CHUNK {
-            match reader.file.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (reader, Err(e)),
-            }
+        // Fill the chunk (a short read is not the end of the file), into spare capacity:
+        // nothing is zeroed first.
+        let mut buf = Vec::with_capacity(CHUNK);
+        if let Err(e) = (&mut reader.file).take(CHUNK as u64).read_to_end(&mut buf) {
+            return (reader, Err(e));
         }
-        if filled == 0 {
+        if buf.is_empty() {
             return (reader, Ok(None));
         }
-        buf.truncate(filled);
         reader.hasher.update(&buf);
         (reader, Ok(Some(Bytes::from(buf))))
     })
