@@ -54,8 +54,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // Runs until the server stops (dropped at the end of this function).
     let _leakage_job = config.leakage_interval.map(|i| leakage.spawn_periodic(i));
     // With a fleet: every node applies every invalidation event (dropped at the end).
-    let _events = store.follow_events(&config.store.data_dir);
-    if _events.is_some() {
+    let events_feed = store.follow_events(&config.store.data_dir);
+    if events_feed.is_some() {
         info!(grace = ?config.store.event_grace, "following the fleet's invalidation events");
     }
     let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -94,6 +94,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         purge_outbox,
     };
     tiercache_server::serve(listener, state, shutdown_signal()).await?;
+    // Stop following the fleet's events only once the server has stopped serving.
+    drop(events_feed);
     info!("tiercache stopped cleanly");
     Ok(())
 }
