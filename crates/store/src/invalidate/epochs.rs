@@ -46,9 +46,10 @@ impl EpochTable {
     /// The stamp of an entry under `key` written now: kind epoch in the high half, template
     /// epoch (template scopes only) in the low half.
     pub fn stamp(&self, key: &CacheKey) -> u64 {
-        let kind = self.get(&EpochOf::Kind(key.kind().as_str().to_owned()));
+        // On every lookup: map reads by borrowed text, no allocation.
+        let kind = self.kinds.get(key.kind().as_str()).copied().unwrap_or(0);
         let template = match key.scope() {
-            Scope::Template(t) => self.get(&EpochOf::Template(t.clone())),
+            Scope::Template(t) => self.templates.get(t.as_str()).copied().unwrap_or(0),
             _ => 0,
         };
         (u64::from(kind) << 32) | u64::from(template)
