@@ -111,18 +111,10 @@ async fn fetch(
     filter: &AuditFilter,
 ) -> anyhow::Result<Vec<AuditRecord>> {
     let url = format!("{base}/admin/audit?{}", query_string(filter));
-    let client = http::client(Duration::from_secs(60))?;
-    let fail = |why: String| anyhow!("cannot read the audit log from {base}/admin/audit: {why}");
-    let mut req = client.get(&url);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.map_err(|e| fail(http::explain(&e)))?;
-    let status = resp.status();
-    let body = resp.bytes().await.map_err(|e| fail(http::explain(&e)))?;
-    if !status.is_success() {
-        return Err(fail(http::explain_status(status, &body)));
-    }
+    let what = format!("cannot read the audit log from {base}/admin/audit");
+    let client = http::client_with_token(Duration::from_secs(60), token)?;
+    let body = http::send(client.get(&url), &what).await?;
+    let fail = |why: String| anyhow!("{what}: {why}");
     let answer: Answer =
         serde_json::from_slice(&body).map_err(|e| fail(format!("not the audit JSON ({e})")))?;
     Ok(answer.records)

@@ -20,13 +20,8 @@ pub fn server_base(url: &str) -> anyhow::Result<String> {
     }
 }
 
-/// The HTTP client: HTTPS through rustls (ring), a connect timeout, and `timeout` per request.
-pub fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    client_with_token(timeout, None)
-}
-
-/// As [`client`], sending `Authorization: Bearer <token>` on every request when a token
-/// is given (for servers with auth on).
+/// The HTTP client: HTTPS through rustls (ring), a connect timeout, `timeout` per request,
+/// and `Authorization: Bearer <token>` on every request when a token is given (auth on).
 pub fn client_with_token(
     timeout: Duration,
     token: Option<&str>,

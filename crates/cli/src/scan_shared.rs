@@ -135,19 +135,9 @@ fn scan(args: &ScanSharedArgs) -> anyhow::Result<ExitCode> {
 
 async fn request(base: &str, args: &ScanSharedArgs) -> anyhow::Result<Vec<u8>> {
     let url = format!("{base}/admin/scan-shared?dry_run={}", args.dry_run);
-    let fail = |why: String| anyhow!("cannot scan the shared scopes of {base}: {why}");
-    let client = http::client(TIMEOUT)?;
-    let mut req = client.post(&url);
-    if let Some(t) = &args.token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.map_err(|e| fail(http::explain(&e)))?;
-    let status = resp.status();
-    let body = resp.bytes().await.map_err(|e| fail(http::explain(&e)))?;
-    if !status.is_success() {
-        return Err(fail(http::explain_status(status, &body)));
-    }
-    Ok(body.to_vec())
+    let client = http::client_with_token(TIMEOUT, args.token.as_deref())?;
+    let what = format!("cannot scan the shared scopes of {base}");
+    Ok(http::send(client.post(&url), &what).await?.to_vec())
 }
 
 /// One line per finding: `key: path:line: rule` and what became of the entry.

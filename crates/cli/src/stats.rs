@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use bytesize::ByteSize;
 use serde::Deserialize;
 
@@ -115,19 +115,9 @@ pub fn run(args: StatsArgs) -> anyhow::Result<()> {
 
 async fn fetch(base: &str, token: Option<&str>) -> anyhow::Result<Vec<u8>> {
     let url = format!("{base}/admin/stats");
-    let client = http::client(Duration::from_secs(30))?;
-    let fail = |why: String| anyhow!("cannot read stats from {url}: {why}");
-    let mut req = client.get(&url);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.map_err(|e| fail(http::explain(&e)))?;
-    let status = resp.status();
-    let body = resp.bytes().await.map_err(|e| fail(http::explain(&e)))?;
-    if !status.is_success() {
-        return Err(fail(http::explain_status(status, &body)));
-    }
-    Ok(body.to_vec())
+    let client = http::client_with_token(Duration::from_secs(30), token)?;
+    let what = format!("cannot read stats from {url}");
+    Ok(http::send(client.get(&url), &what).await?.to_vec())
 }
 
 fn percent(rate: f64) -> String {

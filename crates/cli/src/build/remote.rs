@@ -278,18 +278,12 @@ pub async fn list(
         check_team(t)?;
         url.push_str(&format!("?team={t}"));
     }
-    let fail = |why: String| anyhow!("cannot list artifacts from {url}: {why}");
     let mut req = client(Duration::from_secs(10))?.get(&url);
     if let Some(t) = token.map(str::trim).filter(|t| !t.is_empty()) {
         req = req.bearer_auth(t);
     }
-    let resp = req.send().await.map_err(|e| fail(http::explain(&e)))?;
-    let status = resp.status();
-    let body = resp.bytes().await.map_err(|e| fail(http::explain(&e)))?;
-    if !status.is_success() {
-        return Err(fail(http::explain_status(status, &body)));
-    }
-    Ok(body.to_vec())
+    let what = format!("cannot list artifacts from {url}");
+    Ok(http::send(req, &what).await?.to_vec())
 }
 
 #[cfg(test)]
