@@ -156,32 +156,18 @@ impl Remote {
     /// Uploads the file at `path` as the artifact `key`, streamed.
     pub async fn put(&self, key: &str, path: &Path, duration_ms: u64) -> anyhow::Result<()> {
         let url = self.url(key);
-        let fail = |why: String| anyhow!("cannot upload to {url}: {why}");
-        let (body, len, progress) = file_body(path).await?;
         let req = self
             .auth(self.client.put(&url))
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .header(reqwest::header::CONTENT_LENGTH, len)
-            .header("x-artifact-duration", duration_ms)
-            .body(body);
-        let result = req.send().await;
-        progress.finish_and_clear();
-        let resp = result.map_err(|e| {
-            let why = http::explain(&e);
-            if why.contains("Broken pipe") || why.contains("reset") {
-                fail(format!(
-                    "{why} (the server stopped reading: is the artifact over its size limit, \
-                     or the token read-only?)"
-                ))
-            } else {
-                fail(why)
-            }
-        })?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.bytes().await.unwrap_or_default();
-            return Err(fail(http::explain_status(status, &body)));
-        }
+            .header("x-artifact-duration", duration_ms);
+        upload(
+            req,
+            path,
+            &format!("cannot upload to {url}"),
+            "is the artifact over its size limit, or the token read-only?",
+            http::explain_status,
+        )
+        .await?;
         Ok(())
     }
 
@@ -196,6 +182,42 @@ impl Remote {
         )
         .await
     }
+}
+
+/// Sends `req` with the file at `path` as its body (streamed, with a progress bar); answers
+/// the bytes sent. A connection the server cut mid-body is explained with `refused_hint`
+/// (what usually makes a server stop reading); `explain` words a non-success status.
+pub async fn upload(
+    req: reqwest::RequestBuilder,
+    path: &Path,
+    what: &str,
+    refused_hint: &str,
+    explain: impl Fn(reqwest::StatusCode, &[u8]) -> String,
+) -> anyhow::Result<u64> {
+    let fail = |why: String| anyhow!("{what}: {why}");
+    let (body, len, progress) = file_body(path).await?;
+    let result = req
+        .header(reqwest::header::CONTENT_LENGTH, len)
+        .body(body)
+        .send()
+        .await;
+    progress.finish_and_clear();
+    let resp = result.map_err(|e| {
+        let why = http::explain(&e);
+        if why.contains("Broken pipe") || why.contains("reset") {
+            fail(format!(
+                "{why} (the server stopped reading: {refused_hint})"
+            ))
+        } else {
+            fail(why)
+        }
+    })?;
+    let status = resp.status();
+    if !status.is_success() {
+        let body = resp.bytes().await.unwrap_or_default();
+        return Err(fail(explain(status, &body)));
+    }
+    Ok(len)
 }
 
 /// Sends `req` (a GET of `url`) and streams a success into `dest`; a 404 is a miss, any
@@ -224,7 +246,7 @@ pub async fn download(
 
 /// The file at `path` as a streamed request body that advances a byte progress bar; with
 /// its length (for `Content-Length`) and the bar (to clear once the request is answered).
-pub async fn file_body(path: &Path) -> anyhow::Result<(reqwest::Body, u64, ProgressBar)> {
+async fn file_body(path: &Path) -> anyhow::Result<(reqwest::Body, u64, ProgressBar)> {
     let file = tokio::fs::File::open(path)
         .await
         .with_context(|| format!("opening {}", path.display()))?;

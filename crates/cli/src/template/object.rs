@@ -74,33 +74,21 @@ impl Outputs {
 
     /// Uploads the archive at `path`, streamed; the entry replaces any earlier one.
     pub async fn put(&self, path: &Path) -> anyhow::Result<u64> {
-        let fail = |why: String| anyhow!("cannot store the outputs at {}: {why}", self.url);
-        let (body, len, progress) = remote::file_body(path).await?;
         let req = self
             .auth(self.client.put(&self.url))
-            .header(reqwest::header::CONTENT_TYPE, super::CONTENT_TYPE)
-            .header(reqwest::header::CONTENT_LENGTH, len)
-            .body(body);
-        let result = req.send().await;
-        progress.finish_and_clear();
-        let resp = result.map_err(|e| {
-            let why = http::explain(&e);
-            if why.contains("Broken pipe") || why.contains("reset") {
-                fail(format!(
-                    "{why} (the server stopped reading: may this token write template/{}, \
-                     and is the archive within the server's size limit?)",
-                    self.name
-                ))
-            } else {
-                fail(why)
-            }
-        })?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.bytes().await.unwrap_or_default();
-            return Err(fail(self.explain(status, &body, true)));
-        }
-        Ok(len)
+            .header(reqwest::header::CONTENT_TYPE, super::CONTENT_TYPE);
+        let hint = format!(
+            "may this token write template/{}, and is the archive within the server's size limit?",
+            self.name
+        );
+        remote::upload(
+            req,
+            path,
+            &format!("cannot store the outputs at {}", self.url),
+            &hint,
+            |status, body| self.explain(status, body, true),
+        )
+        .await
     }
 
     /// Downloads the archive into `dest` (streamed), or reports a miss: absent, or in a
