@@ -16,22 +16,7 @@ impl Inner {
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<(String, EntryMeta)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(ENTRIES)?;
-        let now = now_ms();
-        let mut out = Vec::new();
-        for item in table.range(prefix..)? {
-            let (k, v) = item?;
-            let key = k.value();
-            if !key.starts_with(prefix) || out.len() >= limit {
-                break;
-            }
-            let record = Record::decode(v.value())?;
-            if !record.is_expired(self.ttl.of_key(key), now) {
-                out.push((key.to_owned(), record.meta));
-            }
-        }
-        Ok(out)
+        self.list_after(prefix, None, limit)
     }
 
     /// Up to `limit` live entries whose key text starts with `prefix` and sorts after
