@@ -24,7 +24,7 @@
 #   BENCH_TOOLS        where turborepo-remote-cache is installed          (default bench-out)
 #   SKIP_BUILD=1       do not run `cargo build --release -p tiercache`
 #   TIERCACHE_BIN      the tiercache binary (default: target/release/tiercache)
-#   BENCH_L2_FSYNC     tiercache's `[l2] fsync` setting                    (default true)
+#   BENCH_L2_FSYNC     tiercache's `[l2] fsync`: always, background, never  (default background)
 #
 # Installs wrk, nginx, curl and jq with apt-get if they are missing, and
 # turborepo-remote-cache 2.x from npm into $BENCH_TOOLS (with a Node 22 binary from the npm
@@ -199,7 +199,9 @@ chmod 644 "$WORK/www/v8/artifacts/$H1" "$WORK/www/v8/artifacts/$H64"
 
 TC_PORT="$(free_port)"
 log "starting tiercache on $HOST:$TC_PORT"
-printf '[l2]\nfsync = %s\n' "${BENCH_L2_FSYNC:-true}" >"$WORK/tiercache.toml"
+L2_FSYNC="${BENCH_L2_FSYNC:-background}"
+[[ "$L2_FSYNC" =~ ^(always|background|never)$ ]] || die "BENCH_L2_FSYNC must be always, background or never"
+printf '[l2]\nfsync = "%s"\n' "$L2_FSYNC" >"$WORK/tiercache.toml"
 TIERCACHE_BUILD_TOKENS="$TOKEN" "$BIN" serve --listen "$HOST:$TC_PORT" --data-dir "$WORK/tiercache" \
     --config "$WORK/tiercache.toml" >"$WORK/tiercache.log" 2>&1 &
 TC_PID=$!
@@ -449,7 +451,7 @@ get64="$(xmedian get 64m tiercache 5)"
     echo "- machine: $(nproc) cores; curl, wrk and the three servers share them; data and payloads on $(df -PT "$WORK" | awk 'NR == 2 { print $1 " (" $2 ")" }')"
     echo "- turborepo-remote-cache $TRC_VERSION on node $TRC_NODE_VERSION: STORAGE_PROVIDER=local, static token, BODY_LIMIT=$BODY_LIMIT, LOG_LEVEL=warn"
     echo "- tiercache: defaults (L1 256 MiB, entries up to 4 MiB in L1), TIERCACHE_BUILD_TOKENS; nginx $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'): worker_processes 2, sendfile on, access_log off, the same 1 MiB file under the same path"
-    echo "- tiercache with \`[l2] fsync = ${BENCH_L2_FSYNC:-true}\`"
+    echo "- tiercache with \`[l2] fsync = \"$L2_FSYNC\"\`"
     echo "- curl: $TRANSFERS PUTs (each a new hash and other bytes) and GETs per size and server per round, tiercache and ducktors alternating (nginx GETs and a dd write + fsync of the same size in between, as references); MB/s = 10^6 bytes/s from curl's time_total; median of $((TRANSFERS * ROUNDS))"
     echo "- wrk -t$THREADS -c$CONNECTIONS -d$DURATION --timeout 30s, the same URL path, query and Authorization header for all three; $ROUNDS round(s) (median shown), warm-up $WARMUP per server"
     echo

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+use tiercache_core::DiskSync;
 use tiercache_server::auth::{AuthConfig, AuthSecret};
 use tiercache_server::build::BuildConfig;
 use tiercache_server::npm::NpmConfig;
@@ -239,7 +240,15 @@ pub struct TierFile {
     pub kind_ttl: BTreeMap<String, String>,
     pub low_watermark_percent: Option<u8>,
     pub sweep_interval: Option<String>,
-    pub fsync: Option<bool>,
+    pub fsync: Option<FsyncSetting>,
+}
+
+/// `[l2] fsync`: `"always"`, `"background"` or `"never"`; `true`/`false` mean always/never.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FsyncSetting {
+    Flag(bool),
+    Mode(String),
 }
 
 /// Everything `serve` needs, resolved.
@@ -448,7 +457,15 @@ impl ServeConfig {
             store.sweep_interval = duration("L2 sweep interval", &s)?;
         }
         if let Some(f) = file.l2.fsync {
-            store.l2.fsync = f;
+            store.l2.fsync = match f {
+                FsyncSetting::Flag(true) => DiskSync::Always,
+                FsyncSetting::Flag(false) => DiskSync::Never,
+                FsyncSetting::Mode(m) => DiskSync::parse(&m).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "l2.fsync must be \"always\", \"background\" or \"never\", not {m:?}"
+                    )
+                })?,
+            };
         }
         if file.l1.low_watermark_percent.is_some()
             || file.l1.sweep_interval.is_some()
@@ -733,10 +750,39 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "lisen = \"x\"\n").unwrap();
         let args = ServeArgs {
-            config: Some(path),
+            config: Some(path.clone()),
             ..Default::default()
         };
         assert!(ServeConfig::resolve(args).is_err());
+        std::fs::write(&path, "[l2]\nfsync = \"sometimes\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let e = ServeConfig::resolve(args).unwrap_err().to_string();
+        assert!(e.contains("l2.fsync") && e.contains("\"sometimes\""), "{e}");
+    }
+
+    #[test]
+    fn fsync_takes_a_mode_or_a_flag_and_defaults_to_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            let args = ServeArgs {
+                config: Some(path.clone()),
+                ..Default::default()
+            };
+            ServeConfig::resolve(args).unwrap().store.l2.fsync
+        };
+        assert_eq!(resolve(""), DiskSync::Background);
+        assert_eq!(resolve("[l2]\nfsync = \"always\"\n"), DiskSync::Always);
+        assert_eq!(resolve("[l2]\nfsync = \"never\"\n"), DiskSync::Never);
+        assert_eq!(resolve("[l2]\nfsync = true\n"), DiskSync::Always);
+        assert_eq!(
+            resolve("[l2]\nfsync = \"background\"\n"),
+            DiskSync::Background
+        );
     }
 
     #[test]
@@ -813,7 +859,7 @@ mod tests {
         assert_eq!(redis.url, "redis://127.0.0.1:2");
         assert_eq!(redis.lock_lease, Duration::from_secs(2));
         assert_eq!(c.store.fleet_wait, Duration::from_secs(5));
-        assert!(!c.store.l2.fsync);
+        assert_eq!(c.store.l2.fsync, DiskSync::Never);
 
         // An endpoint without a bucket is a mistake, not "no L3".
         std::fs::write(&path, "[l3]\nendpoint = \"http://127.0.0.1:9000\"\n").unwrap();

@@ -15,5 +15,5 @@ pub use access::{Decision, Principal, Role};
 pub use entry::{EntryMeta, Headers, PutOptions};
 pub use hash::{ContentHash, ContentHasher};
 pub use key::{CacheKey, KeyError, Kind, Name, Scope};
-pub use policy::{L1Policy, L2Policy, Ttl};
+pub use policy::{DiskSync, L1Policy, L2Policy, Ttl};
 pub use selector::{Selector, SelectorError};

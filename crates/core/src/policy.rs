@@ -102,10 +102,38 @@ pub struct L2Policy {
     pub ttl: Duration,
     /// Kinds served a different time (site assets: a year).
     pub kind_ttl: BTreeMap<String, Duration>,
-    /// Whether a blob is flushed to stable storage before its write is acknowledged. Off,
-    /// a power loss can turn recent entries into misses (reads verify every byte, so they
-    /// are never served wrong); on, a write costs the disk's fsync bandwidth.
-    pub fsync: bool,
+    /// When a written blob reaches stable storage, relative to the write's answer.
+    pub fsync: DiskSync,
+}
+
+/// When a disk write is flushed to stable storage. Every mode survives a crash of the
+/// process (the index commit is always durable and the bytes are in the page cache); they
+/// differ in what a power loss can take, which is never served wrong either way (every read
+/// verifies its bytes, so a lost blob is a counted miss).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DiskSync {
+    /// Flushed before the write is answered: a power loss takes nothing answered, and every
+    /// write costs the disk's fsync bandwidth.
+    Always,
+    /// Answered once written and indexed, flushed by a background thread right after: a
+    /// power loss can take only the last moments' writes, and the answer does not wait on
+    /// the disk (a bounded backlog keeps the sustained rate at the disk's).
+    #[default]
+    Background,
+    /// Left to the kernel's writeback (for throwaway stores: tmpfs, tests).
+    Never,
+}
+
+impl DiskSync {
+    /// Reads `always`, `background` or `never` (and `true`/`false` for always/never).
+    pub fn parse(s: &str) -> Option<DiskSync> {
+        match s {
+            "always" | "true" => Some(DiskSync::Always),
+            "background" => Some(DiskSync::Background),
+            "never" | "false" => Some(DiskSync::Never),
+            _ => None,
+        }
+    }
 }
 
 impl Default for L2Policy {
@@ -115,7 +143,7 @@ impl Default for L2Policy {
             low_watermark_percent: 90,
             ttl: 7 * DAY,
             kind_ttl: asset_kind_ttls(),
-            fsync: true,
+            fsync: DiskSync::default(),
         }
     }
 }

@@ -1,6 +1,7 @@
-//! Blob files on disk, named by content hash: written to a temporary file, fsynced (unless
-//! configured off), renamed into place and the directory fsynced, so a blob file is either
-//! whole or absent.
+//! Blob files on disk, named by content hash: written to a temporary file, renamed into
+//! place, and flushed to stable storage (file and directory) before the write is answered
+//! or right after it, as `[l2] fsync` says; a blob file is whole or absent, and one a power
+//! loss damaged fails its hash on the next read.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -9,7 +10,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use tiercache_core::ContentHash;
+use tiercache_core::{ContentHash, DiskSync};
+
+use super::flusher::Flusher;
 
 /// Suffix of files being written; any found at start-up are leftovers of a crash.
 pub(super) const TEMP_SUFFIX: &str = ".part";
@@ -19,8 +22,10 @@ pub(super) struct BlobDir {
     blobs: PathBuf,
     tmp: PathBuf,
     pins: Mutex<HashMap<ContentHash, u32>>,
-    /// Whether writes are flushed to stable storage before they count as done.
-    sync: bool,
+    /// When writes are flushed to stable storage.
+    sync: DiskSync,
+    /// The background flusher, in [`DiskSync::Background`] mode.
+    flusher: Option<Flusher>,
     /// Blob files known to hold their hash's bytes, as of their file stamp.
     verified: Mutex<HashMap<ContentHash, Stamp>>,
 }
@@ -52,7 +57,7 @@ impl Stamp {
 }
 
 impl BlobDir {
-    pub fn open(root: &Path, sync: bool) -> io::Result<Self> {
+    pub fn open(root: &Path, sync: DiskSync) -> io::Result<Self> {
         let blobs = root.join("blobs");
         let tmp = root.join("tmp");
         fs::create_dir_all(&blobs)?;
@@ -63,13 +68,37 @@ impl BlobDir {
             tmp,
             pins: Mutex::new(HashMap::new()),
             sync,
+            flusher: match sync {
+                DiskSync::Background => Some(Flusher::start()?),
+                DiskSync::Always | DiskSync::Never => None,
+            },
             verified: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Whether writes are flushed to stable storage.
-    pub fn syncs(&self) -> bool {
-        self.sync
+    /// Whether a write is flushed before it is answered.
+    pub fn syncs_before_answer(&self) -> bool {
+        self.sync == DiskSync::Always
+    }
+
+    /// Whether written bytes are pushed to the disk early (then or soon after the answer).
+    pub fn writes_back(&self) -> bool {
+        self.sync != DiskSync::Never
+    }
+
+    /// Queues the newly linked blob `hash` for the background flusher, if there is one;
+    /// waits while its backlog is full.
+    pub async fn flush_later(&self, hash: &ContentHash, size: u64) {
+        if let Some(f) = &self.flusher {
+            f.queue(self.path(hash), size).await;
+        }
+    }
+
+    /// Waits until every blob written so far is flushed (at shutdown).
+    pub async fn drain(&self) {
+        if let Some(f) = &self.flusher {
+            f.drain().await;
+        }
     }
 
     /// Remembers that the file `hash` names, as it is now, holds exactly those bytes.
@@ -122,13 +151,15 @@ impl BlobDir {
         })
     }
 
-    /// Moves a finished temporary file into place as the blob `hash` (durably).
+    /// Moves a finished temporary file into place as the blob `hash` (durably, in
+    /// [`DiskSync::Always`] mode; else see [`BlobDir::flush_later`]).
     pub fn link(&self, temp: TempFile, hash: &ContentHash) -> io::Result<()> {
         let target = self.path(hash);
         let parent = target.parent().unwrap_or(&self.blobs);
         if !parent.exists() {
             fs::create_dir_all(parent)?;
-            if self.sync {
+            // One of at most 256 directories, made once: flushed now unless nothing is.
+            if self.writes_back() {
                 sync_dir(&self.blobs)?;
             }
         }
@@ -141,7 +172,11 @@ impl BlobDir {
         if let Ok(meta) = fs::metadata(&target) {
             self.mark_verified(*hash, Stamp::of(&meta));
         }
-        if self.sync { sync_dir(parent) } else { Ok(()) }
+        if self.syncs_before_answer() {
+            sync_dir(parent)
+        } else {
+            Ok(())
+        }
     }
 
     /// Removes the blob file; a missing file is not an error.

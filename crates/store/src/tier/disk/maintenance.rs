@@ -49,6 +49,10 @@ impl Inner {
     /// One pass: write LRU updates, evict if over budget, sweep expired entries if asked,
     /// and delete blobs that readers have since released.
     pub(super) fn maintain(self: &Inner, sweep: bool) -> Result<(), StoreError> {
+        let _one = self
+            .maintaining
+            .lock()
+            .map_err(|_| StoreError::Task("an L2 maintenance pass panicked".into()))?;
         self.flush_touches(Durability::None)?;
         if self.used.load(Relaxed) > self.budget {
             self.evict()?;

@@ -2,13 +2,15 @@
 //! a byte budget with LRU eviction and a TTL, both enforced in the background.
 //!
 //! Invariants:
-//! - a blob file is whole or absent (temp file, fsync, rename, directory fsync), and the
-//!   index points at it only after that (index commit last);
+//! - a blob file is whole or absent (temp file, rename; fsync of file and directory before
+//!   the answer or, by default, in the background right after it), and the index points at
+//!   it only after the rename (index commit last, always durable);
 //! - every read verifies the bytes against their hash; a blob that fails is removed and
 //!   counted, and the read is a miss;
 //! - a blob that a reader holds a [`blobs::Lease`] on is not deleted until it is released.
 
 mod blobs;
+mod flusher;
 mod index;
 mod list;
 mod maintenance;
@@ -55,6 +57,9 @@ struct Inner {
     max_entry_bytes: u64,
     /// Serialises every change that links or unlinks blob files with its index commit.
     write_lock: Mutex<()>,
+    /// One maintenance pass at a time, so no pass picks victims from an LRU order another
+    /// pass is still writing recent reads into.
+    maintaining: Mutex<()>,
     used: AtomicU64,
     entries: AtomicU64,
     /// Reads not yet written to the LRU order (key → time), flushed in batches.
@@ -142,13 +147,17 @@ impl DiskTier {
         let inner = self.inner.clone();
         let k = key.to_string();
         let size = meta.size;
-        tokio::task::spawn_blocking(move || {
+        let hash = meta.hash;
+        let linked = tokio::task::spawn_blocking(move || {
             let mut temp = inner.dir.temp()?;
-            temp.write_all(&bytes, inner.dir.syncs())?;
+            temp.write_all(&bytes, inner.dir.syncs_before_answer())?;
             inner.commit(&k, meta, temp)
         })
         .await?
         .inspect_err(|_| self.inner.stats.error())?;
+        if linked {
+            self.inner.dir.flush_later(&hash, size).await;
+        }
         self.inner.stats.wrote(TierName::L2, size, t0.elapsed());
         self.inner.wake_if_over_budget();
         Ok(())
@@ -208,7 +217,8 @@ impl DiskTier {
     ) -> Result<(EntryMeta, Option<Bytes>), StoreError> {
         let t0 = Instant::now();
         let temp = self.inner.dir.temp()?;
-        let mut writer = BlobWriter::start(temp, self.inner.dir.syncs())?;
+        let dir = &self.inner.dir;
+        let mut writer = BlobWriter::start(temp, dir.writes_back(), dir.syncs_before_answer())?;
         let mut hasher = ContentHasher::new();
         let mut kept: Option<Vec<u8>> = Some(Vec::new());
         while let Some(chunk) = body.next().await {
@@ -228,9 +238,12 @@ impl DiskTier {
         let inner = self.inner.clone();
         let k = key.to_string();
         let m = meta.clone();
-        tokio::task::spawn_blocking(move || inner.commit(&k, m, temp))
+        let linked = tokio::task::spawn_blocking(move || inner.commit(&k, m, temp))
             .await?
             .inspect_err(|_| self.inner.stats.error())?;
+        if linked {
+            self.inner.dir.flush_later(&meta.hash, meta.size).await;
+        }
         self.inner
             .stats
             .wrote(TierName::L2, meta.size, t0.elapsed());
@@ -246,8 +259,9 @@ impl DiskTier {
         Ok(n > 0)
     }
 
-    /// Writes pending LRU updates durably (at shutdown).
+    /// Writes pending LRU updates durably and waits for the background flusher (at shutdown).
     pub async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.dir.drain().await;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || inner.flush_touches(redb::Durability::Immediate))
             .await?
@@ -379,6 +393,7 @@ impl Inner {
             used: AtomicU64::new(report.used_bytes),
             entries: AtomicU64::new(report.entries),
             touches: Mutex::new(HashMap::new()),
+            maintaining: Mutex::new(()),
             deferred: Mutex::new(HashSet::new()),
             stats: TierStats::default(),
             wake: Arc::new(tokio::sync::Notify::new()),
@@ -420,8 +435,8 @@ impl Inner {
     }
 
     /// Links `temp` as the blob of `meta` (unless that blob exists already) and points `key`
-    /// at it, in one index commit.
-    fn commit(&self, key: &str, meta: EntryMeta, temp: TempFile) -> Result<(), StoreError> {
+    /// at it, in one index commit. Returns whether the blob file is new.
+    fn commit(&self, key: &str, meta: EntryMeta, temp: TempFile) -> Result<bool, StoreError> {
         let _guard = self.lock()?;
         let now = now_ms();
         let record = Record {
@@ -468,7 +483,7 @@ impl Inner {
             self.entries.fetch_add(1, Relaxed);
         }
         self.unlink_all(&unlinked);
-        Ok(())
+        Ok(linked)
     }
 
     /// Removes `keys`; returns how many were there.

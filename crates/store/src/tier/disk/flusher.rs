@@ -1,0 +1,99 @@
+//! Background flushing of new blobs (`[l2] fsync = "background"`): a write is answered once
+//! its bytes are written and its index row is committed, and this thread then fsyncs the
+//! blob and its directory. A crash of the process loses nothing (the bytes are in the page
+//! cache, the index commit is durable); a power loss can take only what is still queued
+//! here, and such a blob then fails its hash on the next read: dropped, counted, never
+//! served. At most [`MAX_PENDING_MIB`] wait; beyond that a writer waits for the disk, so
+//! the sustained write rate stays the disk's and the unflushed backlog stays bounded.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::error;
+
+use super::blobs::sync_dir;
+
+/// Most mebibytes of written blobs waiting to be flushed.
+pub(super) const MAX_PENDING_MIB: u32 = 512;
+
+/// A blob file to flush, holding its share of the backlog until it is flushed.
+struct Job {
+    path: PathBuf,
+    _room: OwnedSemaphorePermit,
+}
+
+/// The queue and the thread that drains it.
+pub(super) struct Flusher {
+    tx: mpsc::Sender<Job>,
+    room: Arc<Semaphore>,
+}
+
+impl Flusher {
+    /// Starts the flushing thread; it ends when the flusher is dropped and its queue is done.
+    pub(super) fn start() -> std::io::Result<Flusher> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("tiercache-l2-flush".into())
+            .spawn(move || run(&rx))?;
+        Ok(Flusher {
+            tx,
+            room: Arc::new(Semaphore::new(MAX_PENDING_MIB as usize)),
+        })
+    }
+
+    /// Queues the blob file at `path` (`size` bytes) for flushing; waits while the backlog
+    /// is full.
+    pub(super) async fn queue(&self, path: PathBuf, size: u64) {
+        let mib = size.div_ceil(1 << 20).clamp(1, u64::from(MAX_PENDING_MIB));
+        // The semaphore is never closed, and `mib` is at most its capacity.
+        let Ok(room) = self
+            .room
+            .clone()
+            .acquire_many_owned(u32::try_from(mib).unwrap_or(MAX_PENDING_MIB))
+            .await
+        else {
+            return;
+        };
+        // The thread only stops once this sender is gone.
+        let _ = self.tx.send(Job { path, _room: room });
+    }
+
+    /// Waits until everything queued so far is flushed.
+    pub(super) async fn drain(&self) {
+        if let Ok(all) = self.room.acquire_many(MAX_PENDING_MIB).await {
+            drop(all);
+        }
+    }
+}
+
+/// Flushes queued blobs in batches: every file of a batch, then each of their directories
+/// once, then their room is released.
+fn run(rx: &mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        let mut dirs = BTreeSet::new();
+        for job in &batch {
+            // Gone already (evicted or replaced): nothing to flush.
+            let Ok(file) = File::open(&job.path) else {
+                continue;
+            };
+            if let Err(e) = file.sync_all() {
+                error!(path = %job.path.display(), error = %e, "flushing an L2 blob failed; a read will verify it");
+            }
+            if let Some(dir) = job.path.parent() {
+                dirs.insert(dir.to_path_buf());
+            }
+        }
+        for dir in dirs {
+            if let Err(e) = sync_dir(&dir) {
+                error!(dir = %dir.display(), error = %e, "flushing an L2 blob directory failed");
+            }
+        }
+        drop(batch);
+    }
+}
