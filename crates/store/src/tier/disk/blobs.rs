@@ -81,8 +81,8 @@ impl BlobDir {
         self.sync == DiskSync::Always
     }
 
-    /// Whether written bytes are pushed to the disk early (then or soon after the answer).
-    pub fn writes_back(&self) -> bool {
+    /// Whether writes are flushed at all (before the answer or right after it).
+    pub fn flushes(&self) -> bool {
         self.sync != DiskSync::Never
     }
 
@@ -159,7 +159,7 @@ impl BlobDir {
         if !parent.exists() {
             fs::create_dir_all(parent)?;
             // One of at most 256 directories, made once: flushed now unless nothing is.
-            if self.writes_back() {
+            if self.flushes() {
                 sync_dir(&self.blobs)?;
             }
         }

@@ -217,8 +217,7 @@ impl DiskTier {
     ) -> Result<(EntryMeta, Option<Bytes>), StoreError> {
         let t0 = Instant::now();
         let temp = self.inner.dir.temp()?;
-        let dir = &self.inner.dir;
-        let mut writer = BlobWriter::start(temp, dir.writes_back(), dir.syncs_before_answer())?;
+        let mut writer = BlobWriter::start(temp, self.inner.dir.syncs_before_answer())?;
         let mut hasher = ContentHasher::new();
         let mut kept: Option<Vec<u8>> = Some(Vec::new());
         while let Some(chunk) = body.next().await {

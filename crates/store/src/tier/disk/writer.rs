@@ -1,8 +1,9 @@
 //! Writing a streamed body to its temporary file on a blocking thread of its own, while the
 //! async side receives and hashes the next chunks (no per-chunk `tokio::fs` round trip or
-//! copy). Unless nothing is flushed, writeback of what is written starts every
-//! [`WRITEBACK_STEP`], so the disk works while the body still arrives and the fsync (before
-//! the answer, or in the background after it) waits on little.
+//! copy). When the answer waits for the fsync (`[l2] fsync = "always"`), writeback of what
+//! is written starts every [`WRITEBACK_STEP`], so the disk works while the body still arrives
+//! and the final fsync waits on little. Otherwise it is not started here: it would hold the
+//! write to the disk's pace (the request queue fills), which the background flush avoids.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -30,9 +31,8 @@ pub(super) struct BlobWriter {
 }
 
 impl BlobWriter {
-    /// Starts the writer thread on `temp`: writeback started as it goes if `write_back`,
-    /// synced to stable storage at the end if `sync`.
-    pub(super) fn start(mut temp: TempFile, write_back: bool, sync: bool) -> io::Result<Self> {
+    /// Starts the writer thread on `temp` (synced to stable storage at the end if `sync`).
+    pub(super) fn start(mut temp: TempFile, sync: bool) -> io::Result<Self> {
         let mut file = temp.take_file()?;
         let (tx, mut rx) = mpsc::channel::<Bytes>(DEPTH);
         let abandoned = Arc::new(AtomicBool::new(false));
@@ -42,7 +42,7 @@ impl BlobWriter {
             while let Some(chunk) = rx.blocking_recv() {
                 file.write_all(&chunk)?;
                 written += chunk.len() as u64;
-                if write_back && written - started >= WRITEBACK_STEP {
+                if sync && written - started >= WRITEBACK_STEP {
                     start_writeback(&file, started, written - started);
                     started = written;
                 }
