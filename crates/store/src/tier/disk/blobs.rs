@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use tiercache_core::{ContentHash, DiskSync};
 
-use super::flusher::Flusher;
+use super::flusher::{Flusher, Reservation};
 
 /// Suffix of files being written; any found at start-up are leftovers of a crash.
 pub(super) const TEMP_SUFFIX: &str = ".part";
@@ -86,11 +86,19 @@ impl BlobDir {
         self.sync != DiskSync::Never
     }
 
-    /// Queues the newly linked blob `hash` for the background flusher, if there is one;
-    /// waits while its backlog is full.
-    pub async fn flush_later(&self, hash: &ContentHash, size: u64) {
-        if let Some(f) = &self.flusher {
-            f.queue(self.path(hash), size).await;
+    /// Room in the background flusher's backlog for a blob of `size` bytes (none without a
+    /// flusher); waits while the backlog is full. Queued with [`BlobDir::flush_later`].
+    pub async fn reserve_flush(&self, size: u64) -> Option<Reservation> {
+        match &self.flusher {
+            Some(f) => f.reserve(size).await,
+            None => None,
+        }
+    }
+
+    /// Queues the newly linked blob `hash` for the background flusher.
+    pub fn flush_later(&self, slot: Option<Reservation>, hash: &ContentHash) {
+        if let Some(slot) = slot {
+            slot.queue(self.path(hash));
         }
     }
 

@@ -45,21 +45,22 @@ impl Flusher {
         })
     }
 
-    /// Queues the blob file at `path` (`size` bytes) for flushing; waits while the backlog
-    /// is full.
-    pub(super) async fn queue(&self, path: PathBuf, size: u64) {
+    /// Room for a blob of `size` bytes in the backlog, waited for while it is full. Taken
+    /// before the blob's index commit, so a write cancelled while waiting has committed
+    /// nothing, and a committed one is always queued.
+    pub(super) async fn reserve(&self, size: u64) -> Option<Reservation> {
         let mib = size.div_ceil(1 << 20).clamp(1, u64::from(MAX_PENDING_MIB));
-        // The semaphore is never closed, and `mib` is at most its capacity.
-        let Ok(room) = self
+        let room = self
             .room
             .clone()
             .acquire_many_owned(u32::try_from(mib).unwrap_or(MAX_PENDING_MIB))
             .await
-        else {
-            return;
-        };
-        // The thread only stops once this sender is gone.
-        let _ = self.tx.send(Job { path, _room: room });
+            // Never closed, and `mib` is at most its capacity.
+            .ok()?;
+        Some(Reservation {
+            tx: self.tx.clone(),
+            room,
+        })
     }
 
     /// Waits until everything queued so far is flushed.
@@ -67,6 +68,23 @@ impl Flusher {
         if let Ok(all) = self.room.acquire_many(MAX_PENDING_MIB).await {
             drop(all);
         }
+    }
+}
+
+/// A blob's place in the backlog; released unused if the write ends up linking no new file.
+pub(super) struct Reservation {
+    tx: mpsc::Sender<Job>,
+    room: OwnedSemaphorePermit,
+}
+
+impl Reservation {
+    /// Queues the blob file at `path` for flushing.
+    pub(super) fn queue(self, path: PathBuf) {
+        // The thread only stops once every sender is gone.
+        let _ = self.tx.send(Job {
+            path,
+            _room: self.room,
+        });
     }
 }
 

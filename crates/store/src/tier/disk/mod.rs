@@ -36,6 +36,7 @@ use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::stats::{TierName, TierStats};
 use blobs::{BlobDir, TempFile};
+use flusher::Reservation;
 use index::{ENTRIES, Record, Tables, Unreferenced};
 use writer::BlobWriter;
 
@@ -147,17 +148,14 @@ impl DiskTier {
         let inner = self.inner.clone();
         let k = key.to_string();
         let size = meta.size;
-        let hash = meta.hash;
-        let linked = tokio::task::spawn_blocking(move || {
+        let slot = self.inner.dir.reserve_flush(size).await;
+        tokio::task::spawn_blocking(move || {
             let mut temp = inner.dir.temp()?;
             temp.write_all(&bytes, inner.dir.syncs_before_answer())?;
-            inner.commit(&k, meta, temp)
+            inner.commit(&k, meta, temp, slot)
         })
         .await?
         .inspect_err(|_| self.inner.stats.error())?;
-        if linked {
-            self.inner.dir.flush_later(&hash, size).await;
-        }
         self.inner.stats.wrote(TierName::L2, size, t0.elapsed());
         self.inner.wake_if_over_budget();
         Ok(())
@@ -237,12 +235,10 @@ impl DiskTier {
         let inner = self.inner.clone();
         let k = key.to_string();
         let m = meta.clone();
-        let linked = tokio::task::spawn_blocking(move || inner.commit(&k, m, temp))
+        let slot = self.inner.dir.reserve_flush(meta.size).await;
+        tokio::task::spawn_blocking(move || inner.commit(&k, m, temp, slot))
             .await?
             .inspect_err(|_| self.inner.stats.error())?;
-        if linked {
-            self.inner.dir.flush_later(&meta.hash, meta.size).await;
-        }
         self.inner
             .stats
             .wrote(TierName::L2, meta.size, t0.elapsed());
@@ -434,8 +430,14 @@ impl Inner {
     }
 
     /// Links `temp` as the blob of `meta` (unless that blob exists already) and points `key`
-    /// at it, in one index commit. Returns whether the blob file is new.
-    fn commit(&self, key: &str, meta: EntryMeta, temp: TempFile) -> Result<bool, StoreError> {
+    /// at it, in one index commit; a new blob file takes `slot` in the flusher's backlog.
+    fn commit(
+        &self,
+        key: &str,
+        meta: EntryMeta,
+        temp: TempFile,
+        slot: Option<Reservation>,
+    ) -> Result<(), StoreError> {
         let _guard = self.lock()?;
         let now = now_ms();
         let record = Record {
@@ -482,7 +484,10 @@ impl Inner {
             self.entries.fetch_add(1, Relaxed);
         }
         self.unlink_all(&unlinked);
-        Ok(linked)
+        if linked {
+            self.dir.flush_later(slot, &hash);
+        }
+        Ok(())
     }
 
     /// Removes `keys`; returns how many were there.
