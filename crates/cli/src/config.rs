@@ -241,6 +241,7 @@ pub struct TierFile {
     pub low_watermark_percent: Option<u8>,
     pub sweep_interval: Option<String>,
     pub fsync: Option<FsyncSetting>,
+    pub flush_backlog: Option<String>,
 }
 
 /// `[l2] fsync`: `"always"`, `"background"` or `"never"`; `true`/`false` mean always/never.
@@ -470,8 +471,19 @@ impl ServeConfig {
         if file.l1.low_watermark_percent.is_some()
             || file.l1.sweep_interval.is_some()
             || file.l1.fsync.is_some()
+            || file.l1.flush_backlog.is_some()
         {
-            bail!("l1 has no low_watermark_percent, sweep_interval or fsync; they belong to l2");
+            bail!(
+                "l1 has no low_watermark_percent, sweep_interval, fsync or flush_backlog; they belong to l2"
+            );
+        }
+        if let Some(s) = file.l2.flush_backlog {
+            store.l2.flush_backlog_bytes = size("L2 flush backlog", &s)?;
+            if store.l2.flush_backlog_bytes == 0 {
+                bail!(
+                    "l2.flush_backlog must be more than zero (use fsync = \"always\" to wait for every flush)"
+                );
+            }
         }
         if file.l2.max_entry.is_some() {
             bail!("l2 has no max_entry; use max_body for the largest entry");
@@ -783,6 +795,13 @@ mod tests {
             resolve("[l2]\nfsync = \"background\"\n"),
             DiskSync::Background
         );
+        std::fs::write(&path, "[l2]\nflush_backlog = \"64MiB\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = ServeConfig::resolve(args).unwrap();
+        assert_eq!(c.store.l2.flush_backlog_bytes, 64 * 1024 * 1024);
     }
 
     #[test]

@@ -104,6 +104,9 @@ pub struct L2Policy {
     pub kind_ttl: BTreeMap<String, Duration>,
     /// When a written blob reaches stable storage, relative to the write's answer.
     pub fsync: DiskSync,
+    /// In background mode, most bytes answered but not yet flushed (what a power loss can
+    /// take); writers wait beyond it.
+    pub flush_backlog_bytes: u64,
 }
 
 /// When a disk write is flushed to stable storage. Every mode survives a crash of the
@@ -144,6 +147,7 @@ impl Default for L2Policy {
             ttl: 7 * DAY,
             kind_ttl: asset_kind_ttls(),
             fsync: DiskSync::default(),
+            flush_backlog_bytes: 512 * 1024 * 1024,
         }
     }
 }

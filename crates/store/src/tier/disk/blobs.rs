@@ -57,7 +57,8 @@ impl Stamp {
 }
 
 impl BlobDir {
-    pub fn open(root: &Path, sync: DiskSync) -> io::Result<Self> {
+    /// Opens the tree; in background mode with room for `backlog_bytes` of unflushed blobs.
+    pub fn open(root: &Path, sync: DiskSync, backlog_bytes: u64) -> io::Result<Self> {
         let blobs = root.join("blobs");
         let tmp = root.join("tmp");
         fs::create_dir_all(&blobs)?;
@@ -69,7 +70,7 @@ impl BlobDir {
             pins: Mutex::new(HashMap::new()),
             sync,
             flusher: match sync {
-                DiskSync::Background => Some(Flusher::start()?),
+                DiskSync::Background => Some(Flusher::start(backlog_bytes)?),
                 DiskSync::Always | DiskSync::Never => None,
             },
             verified: Mutex::new(HashMap::new()),

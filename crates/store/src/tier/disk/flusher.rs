@@ -3,8 +3,8 @@
 //! blob and its directory. A crash of the process loses nothing (the bytes are in the page
 //! cache, the index commit is durable); a power loss can take only what is still queued
 //! here, and such a blob then fails its hash on the next read: dropped, counted, never
-//! served. At most [`MAX_PENDING_MIB`] wait; beyond that a writer waits for the disk, so
-//! the sustained write rate stays the disk's and the unflushed backlog stays bounded.
+//! served. At most `[l2] flush_backlog` bytes wait; beyond that a writer waits for the disk,
+//! so the sustained write rate stays the disk's and what a power loss can take stays bounded.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -17,9 +17,6 @@ use tracing::error;
 
 use super::blobs::sync_dir;
 
-/// Most mebibytes of written blobs waiting to be flushed.
-pub(super) const MAX_PENDING_MIB: u32 = 512;
-
 /// A blob file to flush, holding its share of the backlog until it is flushed.
 struct Job {
     path: PathBuf,
@@ -29,19 +26,26 @@ struct Job {
 /// The queue and the thread that drains it.
 pub(super) struct Flusher {
     tx: mpsc::Sender<Job>,
+    /// The backlog's room, in KiB.
     room: Arc<Semaphore>,
+    capacity_kib: u32,
 }
 
 impl Flusher {
-    /// Starts the flushing thread; it ends when the flusher is dropped and its queue is done.
-    pub(super) fn start() -> std::io::Result<Flusher> {
+    /// Starts the flushing thread, with room for `backlog_bytes` waiting; it ends when the
+    /// flusher is dropped and its queue is done.
+    pub(super) fn start(backlog_bytes: u64) -> std::io::Result<Flusher> {
+        let capacity_kib = u32::try_from(backlog_bytes / 1024)
+            .unwrap_or(u32::MAX)
+            .max(1);
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("tiercache-l2-flush".into())
             .spawn(move || run(&rx))?;
         Ok(Flusher {
             tx,
-            room: Arc::new(Semaphore::new(MAX_PENDING_MIB as usize)),
+            room: Arc::new(Semaphore::new(capacity_kib as usize)),
+            capacity_kib,
         })
     }
 
@@ -49,13 +53,16 @@ impl Flusher {
     /// before the blob's index commit, so a write cancelled while waiting has committed
     /// nothing, and a committed one is always queued.
     pub(super) async fn reserve(&self, size: u64) -> Option<Reservation> {
-        let mib = size.div_ceil(1 << 20).clamp(1, u64::from(MAX_PENDING_MIB));
+        // A blob larger than the whole backlog waits for all of it.
+        let kib = u32::try_from(size.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.capacity_kib);
         let room = self
             .room
             .clone()
-            .acquire_many_owned(u32::try_from(mib).unwrap_or(MAX_PENDING_MIB))
+            .acquire_many_owned(kib)
             .await
-            // Never closed, and `mib` is at most its capacity.
+            // Never closed.
             .ok()?;
         Some(Reservation {
             tx: self.tx.clone(),
@@ -65,7 +72,7 @@ impl Flusher {
 
     /// Waits until everything queued so far is flushed.
     pub(super) async fn drain(&self) {
-        if let Ok(all) = self.room.acquire_many(MAX_PENDING_MIB).await {
+        if let Ok(all) = self.room.acquire_many(self.capacity_kib).await {
             drop(all);
         }
     }

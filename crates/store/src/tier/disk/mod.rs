@@ -352,7 +352,11 @@ impl Inner {
     fn open(config: &StoreConfig) -> Result<Inner, StoreError> {
         let root = config.data_dir.join("l2");
         std::fs::create_dir_all(&root)?;
-        let dir = Arc::new(BlobDir::open(&root, config.l2.fsync)?);
+        let dir = Arc::new(BlobDir::open(
+            &root,
+            config.l2.fsync,
+            config.l2.flush_backlog_bytes,
+        )?);
         let db = Database::create(root.join("index.redb"))?;
         let report = recovery::recover(&db, &dir, config.l2.ttls())?;
         let available = fs4::available_space(&root).unwrap_or(u64::MAX);
