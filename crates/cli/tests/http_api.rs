@@ -145,6 +145,15 @@ async fn a_flipped_byte_on_disk_is_a_miss_and_counted() {
         metric(&metrics, "tiercache_hits_total{tier=\"l2\"}"),
         Some(1.0)
     );
+    // The background flusher reports its backlog and has not failed.
+    assert!(
+        metric(&metrics, "tiercache_l2_flush_backlog_bytes").is_some(),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "tiercache_l2_flush_failures_total"),
+        Some(0.0)
+    );
 }
 
 #[tokio::test]

@@ -39,12 +39,17 @@ impl Flusher {
             .unwrap_or(u32::MAX)
             .max(1);
         let (tx, rx) = mpsc::channel::<Job>();
+        let room = Arc::new(Semaphore::new(capacity_kib as usize));
+        report(&room, capacity_kib);
+        metrics::counter!("tiercache_l2_flush_failures_total").increment(0);
+        // The thread holds the room (to report it), never a sender: it ends with the queue.
+        let theirs = room.clone();
         std::thread::Builder::new()
             .name("tiercache-l2-flush".into())
-            .spawn(move || run(&rx))?;
+            .spawn(move || run(&rx, &theirs, capacity_kib))?;
         Ok(Flusher {
             tx,
-            room: Arc::new(Semaphore::new(capacity_kib as usize)),
+            room,
             capacity_kib,
         })
     }
@@ -64,6 +69,7 @@ impl Flusher {
             .await
             // Never closed.
             .ok()?;
+        report(&self.room, self.capacity_kib);
         Some(Reservation {
             tx: self.tx.clone(),
             room,
@@ -95,9 +101,17 @@ impl Reservation {
     }
 }
 
+/// Publishes the backlog (`tiercache_l2_flush_backlog_bytes`): about what a power loss could
+/// take now.
+fn report(room: &Semaphore, capacity_kib: u32) {
+    let free = room.available_permits().min(capacity_kib as usize);
+    let used = (capacity_kib as usize - free) as f64;
+    metrics::gauge!("tiercache_l2_flush_backlog_bytes").set(used * 1024.0);
+}
+
 /// Flushes queued blobs in batches: every file of a batch, then each of their directories
 /// once, then their room is released.
-fn run(rx: &mpsc::Receiver<Job>) {
+fn run(rx: &mpsc::Receiver<Job>, room: &Semaphore, capacity_kib: u32) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
@@ -108,6 +122,7 @@ fn run(rx: &mpsc::Receiver<Job>) {
                 continue;
             };
             if let Err(e) = file.sync_all() {
+                metrics::counter!("tiercache_l2_flush_failures_total").increment(1);
                 error!(path = %job.path.display(), error = %e, "flushing an L2 blob failed; a read will verify it");
             }
             if let Some(dir) = job.path.parent() {
@@ -116,9 +131,11 @@ fn run(rx: &mpsc::Receiver<Job>) {
         }
         for dir in dirs {
             if let Err(e) = sync_dir(&dir) {
+                metrics::counter!("tiercache_l2_flush_failures_total").increment(1);
                 error!(dir = %dir.display(), error = %e, "flushing an L2 blob directory failed");
             }
         }
         drop(batch);
+        report(room, capacity_kib);
     }
 }
