@@ -35,9 +35,10 @@ impl Flusher {
     /// Starts the flushing thread, with room for `backlog_bytes` waiting; it ends when the
     /// flusher is dropped and its queue is done.
     pub(super) fn start(backlog_bytes: u64) -> std::io::Result<Flusher> {
+        let most = u32::try_from(Semaphore::MAX_PERMITS).unwrap_or(u32::MAX);
         let capacity_kib = u32::try_from(backlog_bytes / 1024)
             .unwrap_or(u32::MAX)
-            .max(1);
+            .clamp(1, most);
         let (tx, rx) = mpsc::channel::<Job>();
         let room = Arc::new(Semaphore::new(capacity_kib as usize));
         report(&room, capacity_kib);
