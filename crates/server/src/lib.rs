@@ -10,6 +10,7 @@ pub mod etag;
 pub mod invalidation;
 pub mod metrics_export;
 pub mod npm;
+pub mod request_error;
 pub mod routes;
 pub mod state;
 pub mod upload;

@@ -146,7 +146,10 @@ async fn send(client: &reqwest::Client, call: &Call, timeout: Duration, p: &Prov
         Ok(r) => r,
         Err(e) => {
             return Ack::Retry {
-                error: format!("{what}: {}", explain(&e.without_url())),
+                error: format!(
+                    "{what}: {}",
+                    crate::request_error::explain(&e.without_url())
+                ),
                 after: None,
             };
         }
@@ -179,20 +182,4 @@ async fn read_some(mut response: reqwest::Response) -> Vec<u8> {
         }
     }
     body
-}
-
-/// The innermost cause of a request error, with what kind of failure it was.
-fn explain(e: &reqwest::Error) -> String {
-    let mut cause: &dyn std::error::Error = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    format!("{kind}: {cause}")
 }
