@@ -42,9 +42,7 @@ parse_durations
 
 # --- tools and build -----------------------------------------------------------------------
 
-apt_ensure wrk nginx:nginx-light:/usr/sbin/nginx curl
-NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
-[[ -x "$NGINX" ]] || die "nginx not found after install"
+ensure_nginx
 build_tiercache
 
 # --- scratch space and cleanup -------------------------------------------------------------

@@ -68,9 +68,7 @@ parse_durations
 
 # --- tools ---------------------------------------------------------------------------------
 
-apt_ensure wrk nginx:nginx-light:/usr/sbin/nginx curl jq
-NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
-[[ -x "$NGINX" ]] || die "nginx not found after install"
+ensure_nginx jq
 command -v npm >/dev/null 2>&1 || die "npm is needed to install turborepo-remote-cache"
 command -v node >/dev/null 2>&1 || die "node is needed to run turborepo-remote-cache"
 

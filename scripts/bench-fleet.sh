@@ -101,9 +101,7 @@ parse_durations
 
 # --- tools ---------------------------------------------------------------------------------
 
-apt_ensure wrk nginx:nginx-light:/usr/sbin/nginx redis-server curl jq openssl
-NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
-[[ -x "$NGINX" ]] || die "nginx not found after install"
+ensure_nginx redis-server jq openssl
 REDIS_SERVER="$(command -v redis-server || echo /usr/bin/redis-server)"
 [[ -x "$REDIS_SERVER" ]] || die "redis-server not found after install"
 command -v npm >/dev/null 2>&1 || die "npm is needed (the fleet part installs a project with it)"

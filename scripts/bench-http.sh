@@ -41,9 +41,7 @@ parse_durations
 
 # --- tools ---------------------------------------------------------------------------------
 
-apt_ensure wrk nginx:nginx-light:/usr/sbin/nginx curl
-NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
-[[ -x "$NGINX" ]] || die "nginx not found after install"
+ensure_nginx
 
 # --- build ---------------------------------------------------------------------------------
 
@@ -121,27 +119,7 @@ run_wrk() {
     timeout $((secs + 60)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"$dur" --latency "$url"
 }
 
-# Requests/s, transfer/s in MiB/s, errors and p99 latency from a wrk report on stdin (this
-# script's own columns: it replaces the shared parse_wrk).
-parse_wrk() {
-    awk '
-        function mib(v,   n, u) {
-            n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-            if (u == "GB") return n * 1024
-            if (u == "MB") return n
-            if (u == "KB") return n / 1024
-            return n / 1048576
-        }
-        /^Requests\/sec:/ { rps = $2 }
-        /^Transfer\/sec:/ { mibs = mib($2) }
-        /Non-2xx or 3xx responses:/ { errs += $NF }
-        /Socket errors:/ { for (i = 3; i <= NF; i += 2) { gsub(/,/, "", $(i + 1)); errs += $(i + 1) } }
-        /^ +99%/ { p99 = $2 }
-        END { printf "%.0f %.1f %d %s\n", rps, mibs, errs, (p99 == "" ? "-" : p99) }
-    '
-}
-
-# Results: one line per run, "object server rps mibs errors p99".
+# Results: one line per run, "object server rps mibs errors p99 requests" (parse_wrk).
 RESULTS="$WORK/results"
 : >"$RESULTS"
 

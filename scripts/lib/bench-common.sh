@@ -77,6 +77,15 @@ apt_ensure() {
     ((rc == 0)) || die "apt-get failed"
 }
 
+# Installs wrk, nginx and curl (and what "$@" adds, as apt_ensure reads it) where missing;
+# sets NGINX to the nginx binary.
+# shellcheck disable=SC2034,SC2120 # NGINX is read by the sourcing script; "$@" may be empty
+ensure_nginx() {
+    apt_ensure wrk nginx:nginx-light:/usr/sbin/nginx curl "$@"
+    NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+    [[ -x "$NGINX" ]] || die "nginx not found after install"
+}
+
 # The major version of node binary $1.
 node_major() { "$1" --version 2>/dev/null | sed -E 's/^v([0-9]+).*/\1/'; }
 
