@@ -11,13 +11,9 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::{Server, client};
+use tiercache_testkit::secrets::aws_key_id;
 
 const SECRET: &str = "scan-shared-test-secret-0123456789abcdef-xy";
-
-/// Built at run time so that this repository holds no key-shaped literal.
-fn aws_key() -> String {
-    ["AKIA", "Q3ZLMNP4RSTUVW2X"].concat()
-}
 
 fn tc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tiercache"))
@@ -85,7 +81,7 @@ async fn scan_shared_quarantines_a_templates_secret_and_the_periodic_scan_finds_
     let bad = srv.url("/objects/template/t1/object/deploy-env");
     let good = srv.url("/objects/template/t1/object/readme");
     let missing = srv.url("/objects/template/t1/object/never-written");
-    let secret_body = format!("AWS_ACCESS_KEY_ID={}\nREGION=eu-west-1\n", aws_key());
+    let secret_body = format!("AWS_ACCESS_KEY_ID={}\nREGION=eu-west-1\n", aws_key_id());
     let (s, _) = call(M::PUT, &bad, &admin, secret_body.clone().into_bytes()).await;
     assert_eq!(s, 201, "admins are trusted on write");
     let (s, _) = call(M::PUT, &good, &admin, b"# the web template\n".to_vec()).await;
@@ -124,7 +120,7 @@ async fn scan_shared_quarantines_a_templates_secret_and_the_periodic_scan_finds_
         "{out}"
     );
     assert!(err.contains("1 quarantined"), "{err}");
-    assert!(!out.contains(&aws_key()) && !err.contains(&aws_key()));
+    assert!(!out.contains(&aws_key_id()) && !err.contains(&aws_key_id()));
 
     // To the user it is gone, exactly like a key that never existed; the clean one stays.
     let gone = call(M::GET, &bad, &alice, vec![]).await;
@@ -141,7 +137,7 @@ async fn scan_shared_quarantines_a_templates_secret_and_the_periodic_scan_finds_
     assert_eq!(items.len(), 1, "{listing}");
     assert_eq!(items[0]["key"], "template/t1/object/deploy-env");
     assert_eq!(items[0]["findings"][0]["rule"], "aws-access-key-id");
-    assert!(!listing.to_string().contains(&aws_key()));
+    assert!(!listing.to_string().contains(&aws_key_id()));
     let item = srv.url(&format!(
         "/admin/quarantine/{}",
         items[0]["id"].as_str().unwrap()
@@ -179,7 +175,12 @@ async fn scan_shared_quarantines_a_templates_secret_and_the_periodic_scan_finds_
     assert_eq!(records[0]["scope"], "template/t1");
     assert_eq!(records[0]["key"], "object/deploy-env");
     assert_eq!(records[0]["principal"], "ops");
-    assert!(!records[0]["reason"].as_str().unwrap().contains(&aws_key()));
+    assert!(
+        !records[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&aws_key_id())
+    );
 
     let late = srv.url("/objects/template/t1/object/deploy-log");
     let log = b"deployed by mara.k@firma-intern.de at 12:00\n".to_vec();

@@ -14,11 +14,7 @@ use tiercache_store::audit::{AuditFilter, audit_dir, read_dir};
 use tiercache_store::leakage::{Leakage, LeakageReport, RunOptions};
 use tiercache_store::{Action, AuditLog, Body, L3Config, L3Credentials, StoreConfig, TieredStore};
 use tiercache_testkit::moto::{BUCKET, Moto};
-
-/// Built at run time so that this repository holds no key-shaped literal.
-fn aws_key() -> String {
-    ["AKIA", "Q3ZLMNP4RSTUVW2X"].concat()
-}
+use tiercache_testkit::secrets::aws_key_id;
 
 const EMAIL: &str = "mara.k@firma-intern.de";
 
@@ -121,7 +117,7 @@ async fn secrets_user_ids_and_emails_in_shared_scopes_are_quarantined_precisely(
 
     let aws = format!(
         "[default]\nregion = eu-west-1\naws_access_key_id = {}\n",
-        aws_key()
+        aws_key_id()
     );
     put(store, AWS, aws.clone()).await;
     put(
@@ -184,7 +180,7 @@ async fn secrets_user_ids_and_emails_in_shared_scopes_are_quarantined_precisely(
     assert_eq!(mail.findings[0].path, "app-output!dist/deploy.log");
     assert_eq!(mail.findings[0].line, 1);
     let text = serde_json::to_string(&r).unwrap();
-    for private in [aws_key().as_str(), EMAIL, "/home/dana"] {
+    for private in [aws_key_id().as_str(), EMAIL, "/home/dana"] {
         assert!(!text.contains(private), "the report shows {private}");
     }
     for k in [AWS, USER_REF, MAIL] {
@@ -258,7 +254,7 @@ async fn secrets_user_ids_and_emails_in_shared_scopes_are_quarantined_precisely(
     assert!(
         records
             .iter()
-            .all(|r| !r.reason.as_deref().unwrap().contains(&aws_key()))
+            .all(|r| !r.reason.as_deref().unwrap().contains(&aws_key_id()))
     );
 
     // After a restart the verdicts still hold: nothing is read again.
@@ -285,7 +281,7 @@ async fn an_entry_only_in_l3_is_scanned_and_removed_from_l3() {
     let store = &node.store;
     let bad = "global/object/deploy-env";
     let good = "template/t1/object/ok";
-    put(store, bad, format!("AWS_ACCESS_KEY_ID={}\n", aws_key())).await;
+    put(store, bad, format!("AWS_ACCESS_KEY_ID={}\n", aws_key_id())).await;
     put(store, good, "nothing to see\n").await;
     tokio::time::timeout(Duration::from_secs(30), async {
         while store.l3_queue().unwrap().depth > 0 || store.l3_queue().unwrap().uploaded < 2 {

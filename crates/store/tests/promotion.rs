@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use tiercache_core::{CacheKey, Kind, Name, Principal, PutOptions, Role, Scope};
 use tiercache_store::{Action, AuditFilter, AuditLog, Body, StoreConfig, TieredStore, Verdict};
+use tiercache_testkit::secrets::aws_key_id;
 
 fn user(id: &str, templates: &[&str]) -> Principal {
     Principal {
@@ -186,21 +187,10 @@ async fn a_user_cannot_poison_a_key_a_template_build_will_read() {
     );
 }
 
-/// A key id in AWS's format, made up at run time (nothing secret-looking is committed).
-fn fake_aws_key() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut rng = rand::rng();
-    let tail: String = (0..16)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect();
-    format!("AKIA{tail}")
-}
-
 #[tokio::test]
 async fn sensitive_artifacts_are_not_promoted_and_the_refusal_is_audited() {
     let f = fixture(2).await;
-    let key_id = fake_aws_key();
+    let key_id = aws_key_id();
     let env = format!("AWS_ACCESS_KEY_ID={key_id}\n");
     f.upload(&user("alice", &["web"]), "team~dd44", env.as_bytes())
         .await;

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use tiercache_core::{CacheKey, Kind, Name, Principal, PutOptions, Role};
 use tiercache_store::{Body, StoreConfig, StoreError, TieredStore};
+use tiercache_testkit::secrets::aws_key_id;
 
 fn user(id: &str, templates: &[&str], role: Role) -> Principal {
     Principal {
@@ -126,17 +127,6 @@ async fn reads_resolve_own_scope_then_templates_then_global() {
     assert_eq!(&read(Principal::anonymous()).await[..], b"global");
 }
 
-/// A key id in AWS's format, made up at run time (nothing secret-looking is committed).
-fn fake_aws_key() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut rng = rand::rng();
-    let tail: String = (0..16)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect();
-    format!("AKIA{tail}")
-}
-
 #[tokio::test]
 async fn secrets_never_reach_a_shared_scope_and_the_reason_does_not_repeat_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -145,7 +135,7 @@ async fn secrets_never_reach_a_shared_scope_and_the_reason_does_not_repeat_them(
         .unwrap();
     let warmer = user("ci", &["web"], Role::Warmer);
     let w = store.scoped(&warmer);
-    let key_id = fake_aws_key();
+    let key_id = aws_key_id();
     let env = format!("NODE_ENV=production\nAWS_ACCESS_KEY_ID={key_id}\n");
     let shared = key("template/web", "dotenv");
     for streamed in [false, true] {
